@@ -1,0 +1,1 @@
+"""Helpers shared by the benchmark and reproduction scripts in ``bench/``."""

@@ -1,0 +1,81 @@
+"""Speed and memory benchmarks of every package (``uv run bench/perf.py``).
+
+Each package contributes a section in ``bench/perf_sections/<section>.py``. Figures are
+printed as a table (ratios measured within one run) and, with ``--json FILE``, written
+under stable keys together with the versions, device and git revision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchlib.meta import provenance  # noqa: E402
+from perf_sections import SECTIONS  # noqa: E402
+from perf_sections.base import Context, Figure  # noqa: E402
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--sections", nargs="*", default=list(SECTIONS), choices=SECTIONS)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, default=None, help="also write every figure to FILE")
+    return p.parse_args(argv)
+
+
+def _table(figures: list[Figure]) -> str:
+    lines = ["| key | value | unit | goal | met | what |", "|---|---:|---|---|---|---|"]
+    for f in figures:
+        met = f.meets_goal()
+        mark = "" if met is None else ("yes" if met else "NO")
+        lines.append(f"| {f.key} | {f.value:.4g} | {f.unit} | {f.goal} | {mark} | {f.note} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    device = torch.device(args.device)
+    ctx = Context(device=device, quick=args.quick, repeats=args.repeats, seed=args.seed)
+    figures: list[Figure] = []
+    for name in args.sections:
+        module = importlib.import_module(f"perf_sections.{name}")
+        print(f"== {name}", flush=True)
+        got = module.run(ctx)
+        print(_table(got), flush=True)
+        figures.extend(got)
+    print("\n== all figures")
+    print(_table(figures))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "provenance": provenance(device),
+            "settings": {"quick": args.quick, "repeats": args.repeats, "seed": args.seed},
+            "figures": {
+                f.key: {
+                    "value": f.value,
+                    "unit": f.unit,
+                    "goal": f.goal,
+                    "met": f.meets_goal(),
+                    "note": f.note,
+                    **({"extra": f.extra} if f.extra else {}),
+                }
+                for f in figures
+            },
+        }
+        args.json.write_text(json.dumps(payload, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
