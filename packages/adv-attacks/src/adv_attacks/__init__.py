@@ -1,11 +1,61 @@
-"""White-box adversarial attacks.
+"""White-box adversarial attacks on any predictive, Bayesian neural networks included.
 
-White-box adversarial attacks (one-step, PGD L2/Linf, PGD+, CW, entropy) on any predictive,
-Bayesian neural networks included.
+One-step (PGD1), PGD in L2 and L∞, PGD+ and ENT (SPEC §2), on objectives ``nll``, ``mse``,
+``cw`` and ``entropy``, for three kinds of target behind one API: a classifier returning
+logits, a Bayesian network's posterior predictive (PPD log-probabilities, draws fixed or
+redrawn every step with ``eot=True``), and a Gaussian regressor returning ``(mean, var)``.
+Each attack is a function (``pgd``) and a configurable class (``PGD``).
+
+Example:
+    >>> import torch
+    >>> from adv_attacks import pgd
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    >>> x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    >>> x_adv = pgd(net, x, y, eps=1.0, steps=10)
 """
 
 from __future__ import annotations
 
+from adv_attacks.base import Attack, AttackProblem, AttackResult
+from adv_attacks.entropy import EntropyAttack, entropy_attack
+from adv_attacks.frozen import frozen_parameters
+from adv_attacks.norms import Norm, per_example_norm, random_in_ball
+from adv_attacks.objectives import Objective, ObjectiveSpec, attack_success, objective_values
+from adv_attacks.one_step import OneStep, one_step
+from adv_attacks.pgd import PGD, pgd
+from adv_attacks.pgd_plus import PGDPlus, pgd_plus
+from adv_attacks.predictive import (
+    ClassificationOutput,
+    PredictiveOutput,
+    RegressionOutput,
+    read_output,
+)
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "PGD",
+    "Attack",
+    "AttackProblem",
+    "AttackResult",
+    "ClassificationOutput",
+    "EntropyAttack",
+    "Norm",
+    "Objective",
+    "ObjectiveSpec",
+    "OneStep",
+    "PGDPlus",
+    "PredictiveOutput",
+    "RegressionOutput",
+    "__version__",
+    "attack_success",
+    "entropy_attack",
+    "frozen_parameters",
+    "objective_values",
+    "one_step",
+    "per_example_norm",
+    "pgd",
+    "pgd_plus",
+    "random_in_ball",
+    "read_output",
+]

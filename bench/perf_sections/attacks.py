@@ -1,0 +1,214 @@
+"""Speed of adv_attacks' PGD against a plain-torch loop, torchattacks, and on a Bayesian CNN.
+
+Figures (stable keys):
+
+* ``attacks.pgd_l2.{ours,ours_one_pass,naive,torchattacks}_img_per_s``: images per second
+  of PGD-L2 (50 steps, batch 256, random start off) on the paper's MNIST CNN
+  (deterministic, built here in plain torch); ``ours_one_pass`` forces one
+  forward/backward over the whole batch (no CPU chunking);
+* ``attacks.pgd_l2.ours_vs_torchattacks`` (goal >= 1.1), ``ours_vs_naive`` and
+  ``chunked_vs_one_pass``: throughput ratios measured in one interleaved run;
+* ``attacks.pgd_step.bayes_m10_{vmap,loop}_vs_det`` (goal <= 10 for the faster one): time of
+  one PGD step through ``bnn_core.PosteriorPredictive`` (M = 10 draws) over the
+  deterministic step, and ``bayes_m10_vmap_vs_loop``; skipped with a note if bnn_core is
+  unavailable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from adv_attacks import PGD, pgd
+from benchlib.timing import interleaved_times
+from perf_sections.base import Context, Figure
+
+
+def _mnist_cnn() -> nn.Module:
+    """The paper's MNIST CNN (SPEC §1), deterministic, in plain torch."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Conv2d(16, 32, 3),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 5 * 5, 10),
+    )
+
+
+def _naive_pgd_l2(model, x, y, *, eps: float, steps: int, alpha: float) -> torch.Tensor:
+    """PGD-L2 as commonly written in plain torch (parameters left in autograd)."""
+    x_adv = x.clone().detach()
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        loss = F.cross_entropy(model(x_adv), y)
+        (grad,) = torch.autograd.grad(loss, x_adv)
+        grad_norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+        x_adv = x_adv.detach() + alpha * grad / grad_norm
+        delta = x_adv - x
+        factor = (eps / delta.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1.0)
+        x_adv = (x + delta * factor.view(-1, 1, 1, 1)).clamp(0.0, 1.0).detach()
+    return x_adv
+
+
+def _data(ctx: Context, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(ctx.seed)
+    x = torch.rand(batch, 1, 28, 28, generator=g).to(ctx.device)
+    y = torch.randint(0, 10, (batch,), generator=g).to(ctx.device)
+    return x, y
+
+
+def _pgd_l2_variants(model, x, y, *, eps: float, steps: int) -> dict[str, Callable[[], object]]:
+    """The PGD-L2 implementations compared, as zero-argument callables."""
+    alpha = 2.5 * eps / steps
+    batch = x.shape[0]
+    one_pass = PGD(eps=eps, steps=steps, random_start=False, chunk_size=batch)
+    fns = {
+        "ours": lambda: pgd(model, x, y, eps=eps, steps=steps, random_start=False),
+        "ours_one_pass": lambda: one_pass(model, x, y),
+        "naive": lambda: _naive_pgd_l2(model, x, y, eps=eps, steps=steps, alpha=alpha),
+    }
+    try:
+        import torchattacks
+    except ImportError:
+        return fns
+    ta = torchattacks.PGDL2(model, eps=eps, alpha=alpha, steps=steps, random_start=False)
+    fns["torchattacks"] = lambda: ta(x, y)
+    return fns
+
+
+def _throughput(ctx: Context, batch: int, steps: int, eps: float) -> list[Figure]:
+    torch.manual_seed(ctx.seed)
+    model = _mnist_cnn().to(ctx.device)
+    x, y = _data(ctx, batch)
+    # Same iterates before timing anything. PGD is discontinuous where a ReLU flips, so a
+    # rounding-level difference (torchattacks divides by ‖g‖ + 1e-10 of a batch-mean loss)
+    # can move an odd example far after a few steps: require 99% of the examples to agree.
+    check = _pgd_l2_variants(model, x, y, eps=eps, steps=3)
+    ref = check["ours"]()
+    for name, fn in check.items():
+        err = (fn() - ref).abs().flatten(1).amax(dim=1)
+        if float((err > 1e-4).double().mean()) > 0.01:
+            raise RuntimeError(f"{name} PGD-L2 disagrees with adv_attacks (max {err.max():.3g})")
+    fns = _pgd_l2_variants(model, x, y, eps=eps, steps=steps)
+    times = interleaved_times(fns, repeats=ctx.repeats, warmup=1, device=ctx.device)
+    what = f"PGD-L2 {steps} steps, batch {batch}, MNIST CNN, {ctx.device.type}"
+    figs = [
+        Figure(f"attacks.pgd_l2.{k}_img_per_s", batch / t, "img/s", note=f"{k}: {what}")
+        for k, t in times.items()
+    ]
+    figs.append(
+        Figure(
+            "attacks.pgd_l2.chunked_vs_one_pass",
+            times["ours_one_pass"] / times["ours"],
+            "x",
+            note="default (CPU: cache-sized chunks) / one forward-backward over the batch",
+        )
+    )
+    figs.append(
+        Figure(
+            "attacks.pgd_l2.ours_vs_naive",
+            times["naive"] / times["ours"],
+            "x",
+            note="throughput ratio, ours / plain-torch loop",
+        )
+    )
+    if "torchattacks" in times:
+        figs.append(
+            Figure(
+                "attacks.pgd_l2.ours_vs_torchattacks",
+                times["torchattacks"] / times["ours"],
+                "x",
+                goal=">= 1.1",
+                note="throughput ratio, ours / torchattacks.PGDL2",
+            )
+        )
+    else:
+        figs.append(
+            Figure(
+                "attacks.pgd_l2.ours_vs_torchattacks",
+                float("nan"),
+                "x",
+                note="skipped: torchattacks not installed",
+            )
+        )
+    return figs
+
+
+def _bayes_step(ctx: Context, batch: int, steps: int, eps: float) -> list[Figure]:
+    try:
+        from bnn_core import PosteriorPredictive, mnist_cnn
+    except ImportError as exc:
+        return [
+            Figure(
+                "attacks.pgd_step.bayes_m10_vs_det",
+                float("nan"),
+                "x",
+                note=f"skipped: bnn_core.mnist_cnn/PosteriorPredictive unavailable ({exc})",
+            )
+        ]
+    torch.manual_seed(ctx.seed)
+    det = _mnist_cnn().to(ctx.device)
+    bnn = mnist_cnn().to(ctx.device)
+    x, y = _data(ctx, batch)
+    g = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
+    ppd = {
+        m: PosteriorPredictive(bnn, num_samples=10, method=m, generator=g) for m in ("vmap", "loop")
+    }
+    kw = dict(eps=eps, steps=steps, random_start=False)
+    fns = {
+        "det": lambda: pgd(det, x, y, **kw),
+        "vmap": lambda: pgd(ppd["vmap"], x, y, **kw),
+        "loop": lambda: pgd(ppd["loop"], x, y, **kw),
+    }
+    times = interleaved_times(fns, repeats=ctx.repeats, warmup=1, device=ctx.device)
+    what = f"one PGD step, batch {batch}, M = 10, {ctx.device.type}"
+    best = min(times["vmap"], times["loop"]) / times["det"]
+    return [
+        Figure(
+            "attacks.pgd_step.det_ms",
+            1e3 * times["det"] / steps,
+            "ms",
+            note=f"deterministic MNIST CNN: {what}",
+        ),
+        Figure(
+            "attacks.pgd_step.bayes_m10_vmap_vs_det",
+            times["vmap"] / times["det"],
+            "x",
+            note=f"PosteriorPredictive(method='vmap') step / deterministic step ({what})",
+        ),
+        Figure(
+            "attacks.pgd_step.bayes_m10_loop_vs_det",
+            times["loop"] / times["det"],
+            "x",
+            note=f"PosteriorPredictive(method='loop') step / deterministic step ({what})",
+        ),
+        Figure(
+            "attacks.pgd_step.bayes_m10_vs_det",
+            best,
+            "x",
+            goal="<= 10",
+            note="faster of vmap/loop, Bayesian step / deterministic step",
+        ),
+        Figure(
+            "attacks.pgd_step.bayes_m10_vmap_vs_loop",
+            times["loop"] / times["vmap"],
+            "x",
+            note="speed-up of vmap over loop (> 1: vmap faster)",
+        ),
+    ]
+
+
+def run(ctx: Context) -> list[Figure]:
+    if ctx.quick:
+        batch, steps = 32, 3
+    else:
+        batch, steps = 256, 50
+    figures = _throughput(ctx, batch, steps, eps=1.0)
+    figures += _bayes_step(ctx, batch, max(2, steps // 5), eps=1.0)
+    return figures
