@@ -1,0 +1,153 @@
+"""bnn-core: cost of Bayesian layers and of M posterior draws on the paper's MNIST CNN.
+
+Forward+backward of a training step at batch 128 (``--quick``: 32), as ratios to the
+same deterministic CNN measured round-robin in the same run:
+
+* one posterior draw (``"sample"`` mode, fresh weights) — goal <= 1.2x;
+* the same with the KL term of the ELBO added (what a training step costs);
+* one draw with local reparameterisation (two convolutions per layer);
+* ten draws through ``forward_samples`` + PPD NLL, looped, vectorised (``vmap``) and
+  ``"auto"`` — goal <= 10x for the path ``"auto"`` picks;
+* inference: the M = 10 PPD without gradients vs one deterministic forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchlib.timing import interleaved_times
+from perf_sections.base import Context, Figure
+
+NUM_DRAWS = 10
+
+
+def _step(model: nn.Module, loss_fn: Callable[[], torch.Tensor]) -> Callable[[], None]:
+    params = list(model.parameters())
+
+    def run() -> None:
+        for p in params:
+            p.grad = None
+        loss_fn().backward()
+
+    return run
+
+
+def run(ctx: Context) -> list[Figure]:
+    import bnn_core as bc
+
+    device = ctx.device
+    batch = 32 if ctx.quick else 128
+    repeats = 3 if ctx.quick else max(ctx.repeats, 7)
+    gen = torch.Generator(device="cpu").manual_seed(ctx.seed)
+    x = torch.rand(batch, 1, 28, 28, generator=gen).to(device)
+    y = torch.randint(0, 10, (batch,), generator=gen).to(device)
+
+    torch.manual_seed(ctx.seed)
+    det = bc.mnist_cnn(bayesian=False).to(device)
+    bnn = bc.mnist_cnn(init_sigma=1e-2).to(device)
+    local = bc.mnist_cnn(init_sigma=1e-2, sample_mode="local").to(device)
+    dataset_size = 60_000
+
+    def ppd_loss(method: str) -> Callable[[], torch.Tensor]:
+        def loss() -> torch.Tensor:
+            logits = bc.forward_samples(bnn, x, NUM_DRAWS, method=method)
+            return bc.nll(bc.ppd_log_probs(logits), y)
+
+        return loss
+
+    ppd = bc.PosteriorPredictive(bnn, NUM_DRAWS)
+
+    def det_infer() -> None:
+        with torch.no_grad():
+            det(x)
+
+    def ppd_infer() -> None:
+        with torch.no_grad():
+            ppd(x)
+
+    fns = {
+        "det": _step(det, lambda: F.cross_entropy(det(x), y)),
+        "one": _step(bnn, lambda: F.cross_entropy(bnn(x), y)),
+        "one_elbo": _step(
+            bnn, lambda: F.cross_entropy(bnn(x), y) + bc.kl_divergence(bnn) / dataset_size
+        ),
+        "local": _step(local, lambda: F.cross_entropy(local(x), y)),
+        "loop": _step(bnn, ppd_loss("loop")),
+        "vmap": _step(bnn, ppd_loss("vmap")),
+        "auto": _step(bnn, ppd_loss("auto")),
+        "det_infer": det_infer,
+        "ppd_infer": ppd_infer,
+    }
+    times = interleaved_times(fns, repeats=repeats, warmup=2, device=device)
+    base = times["det"]
+    auto_path = bc.resolve_method("auto", bnn, device).value
+    extra = {
+        "batch": batch,
+        "draws": NUM_DRAWS,
+        "ms": {k: round(v * 1e3, 3) for k, v in times.items()},
+        "auto_path": auto_path,
+    }
+    what = f"fwd+bwd, MNIST CNN, batch {batch}, vs deterministic"
+    return [
+        Figure(
+            "bnn_core.cnn.one_draw_vs_det",
+            times["one"] / base,
+            "x",
+            "<= 1.2",
+            f"one draw ('sample' mode), {what}",
+            extra,
+        ),
+        Figure(
+            "bnn_core.cnn.one_draw_elbo_vs_det",
+            times["one_elbo"] / base,
+            "x",
+            "",
+            f"one draw + KL term, {what}",
+        ),
+        Figure(
+            "bnn_core.cnn.local_reparam_vs_det",
+            times["local"] / base,
+            "x",
+            "",
+            f"one draw, local reparameterisation, {what}",
+        ),
+        Figure(
+            "bnn_core.cnn.ten_draws_loop_vs_det",
+            times["loop"] / base,
+            "x",
+            "",
+            f"{NUM_DRAWS} draws looped + PPD NLL, {what}",
+        ),
+        Figure(
+            "bnn_core.cnn.ten_draws_vmap_vs_det",
+            times["vmap"] / base,
+            "x",
+            "",
+            f"{NUM_DRAWS} draws vectorised (vmap) + PPD NLL, {what}",
+        ),
+        Figure(
+            "bnn_core.cnn.ten_draws_auto_vs_det",
+            times["auto"] / base,
+            "x",
+            "<= 10",
+            f"{NUM_DRAWS} draws, method='auto' (= {auto_path} on {device.type}), {what}",
+        ),
+        Figure(
+            "bnn_core.cnn.vmap_vs_loop",
+            times["vmap"] / times["loop"],
+            "x",
+            "",
+            f"{NUM_DRAWS} draws fwd+bwd: vmap time / loop time (< 1: vmap faster)",
+        ),
+        Figure(
+            "bnn_core.cnn.ppd_inference_vs_det",
+            times["ppd_infer"] / times["det_infer"],
+            "x",
+            "",
+            f"inference (no grad): PPD of {NUM_DRAWS} draws vs one deterministic forward",
+        ),
+    ]
