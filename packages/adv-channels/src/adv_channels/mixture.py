@@ -1,0 +1,314 @@
+"""Mixtures of channels ``p(x' | x, β) = Σ_k π_k p_k(x' | x, β)`` (SPEC §3, paper SM-5.3).
+
+Two ways to sample a minibatch: draw a component per example (i.i.d. from ``π``), or
+*stratify* it, giving each component exactly its share of the batch, as the paper does
+("mini-batches with the corresponding proportions of clean and attacked samples"). Stratified
+counts are the largest-remainder rounding of ``π_k B`` (each ``n_k`` is ``⌊π_k B⌋`` or
+``⌈π_k B⌉`` and ``Σ n_k = B``; ties go to a random component), and the components are assigned
+to a random subset of the batch. Each component then samples its own sub-batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from adv_channels._checks import check_x, check_x_adv, check_y
+from adv_channels.base import Channel, NoDensityError, Predictive
+
+__all__ = ["MixtureChannel", "stratified_counts"]
+
+WEIGHT_TOLERANCE = 1e-6
+"""How far ``Σ π_k`` may be from 1 (the weights are then renormalised exactly)."""
+
+
+def _check_weights(weights: object, num_components: int) -> tuple[float, ...]:
+    if isinstance(weights, Tensor):
+        weights = weights.detach().cpu().tolist()
+    if not isinstance(weights, Sequence) or isinstance(weights, str):
+        raise TypeError(f"weights must be a sequence of floats, got {type(weights).__name__}")
+    if len(weights) != num_components:
+        raise ValueError(
+            f"weights must have one entry per component ({num_components}); got {len(weights)}"
+        )
+    out = []
+    for w in weights:
+        if isinstance(w, bool) or not isinstance(w, int | float):
+            raise TypeError(f"weights must hold real numbers, got {w!r}")
+        if not math.isfinite(w) or w < 0:
+            raise ValueError(f"weights must be finite and >= 0, got {list(weights)}")
+        out.append(float(w))
+    total = math.fsum(out)
+    if abs(total - 1.0) > WEIGHT_TOLERANCE:
+        raise ValueError(f"weights must sum to 1 (within {WEIGHT_TOLERANCE}); got sum {total!r}")
+    return tuple(w / total for w in out)
+
+
+def stratified_counts(
+    weights: Sequence[float], batch_size: int, *, generator: torch.Generator | None = None
+) -> list[int]:
+    """Exact per-batch counts ``n_k`` for proportions ``π`` by largest remainders.
+
+    ``n_k = ⌊π_k B⌋`` plus one for the components with the largest fractional parts until
+    ``Σ n_k = B``; ties between equal fractional parts are broken at random (so that, e.g.,
+    ``π = (½, ½)`` on odd batches favours neither component on average).
+
+    Args:
+        weights: Proportions ``π_k >= 0`` summing to 1.
+        batch_size: ``B >= 0``.
+        generator: Random stream for the tie-breaks.
+
+    Returns:
+        ``K`` non-negative counts summing to ``B``, each within 1 of ``π_k B``.
+
+    Example:
+        >>> stratified_counts([0.4, 0.2, 0.2, 0.2], 10)
+        [4, 2, 2, 2]
+        >>> sorted(stratified_counts([0.5, 0.5], 7))
+        [3, 4]
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
+        raise ValueError(f"batch_size must be an int >= 0, got {batch_size!r}")
+    pis = _check_weights(weights, len(weights))
+    floors: list[int] = []
+    fracs: list[float] = []
+    for p in pis:
+        q = p * batch_size
+        r = round(q)
+        if abs(q - r) <= 1e-9 * max(1, batch_size):  # 0.2 * 5 = 1.0000000000000002
+            q = float(r)
+        f = math.floor(q)
+        floors.append(f)
+        fracs.append(q - f)
+    left = batch_size - sum(floors)
+    order = torch.randperm(len(pis), generator=generator).tolist()
+    order.sort(key=lambda k: -fracs[k])  # stable: random order among equal remainders
+    for k in order[: max(0, left)]:
+        floors[k] += 1
+    return floors
+
+
+class MixtureChannel(Channel):
+    """A mixture of channels with weights ``π``, stratified per minibatch or per example.
+
+    Args:
+        components: The channels ``p_k`` (any :class:`~adv_channels.Channel`).
+        weights: ``π_k >= 0`` summing to 1 (within ``1e-6``), one per component.
+        stratified: ``True`` (default, the paper's choice): each minibatch holds exactly the
+            proportions ``π`` (largest-remainder counts, random positions). ``False``: each
+            example draws its component independently from ``π``.
+
+    The density, where every component with ``π_k > 0`` has one, is
+    ``log p = logsumexp_k(log π_k + log p_k)``; :meth:`mean` is ``Σ_k π_k μ_k``.
+
+    Shape:
+        - x: ``(B, *)``; y: ``(B,)``; output: ``(B, *)``; ``log_prob``: ``(B,)``.
+
+    Example:
+        >>> from adv_channels import GaussianChannel, IdentityChannel
+        >>> mix = MixtureChannel([IdentityChannel(), GaussianChannel(0.5)], [0.5, 0.5])
+        >>> x = torch.zeros(10, 3)
+        >>> x_adv, k = mix.sample_with_components(x, generator=torch.Generator().manual_seed(0))
+        >>> int((k == 0).sum()), bool((x_adv[k == 0] == 0).all())
+        (5, True)
+    """
+
+    def __init__(
+        self,
+        components: Sequence[Channel],
+        weights: Sequence[float] | Tensor,
+        *,
+        stratified: bool = True,
+    ) -> None:
+        super().__init__()
+        if isinstance(components, Channel) or not isinstance(components, Sequence | nn.ModuleList):
+            raise TypeError("components must be a sequence of Channel instances")
+        if len(components) == 0:
+            raise ValueError("components must hold at least one channel")
+        for c in components:
+            if not isinstance(c, Channel):
+                raise TypeError(f"components must be Channel instances, got {type(c).__name__}")
+        self.components = nn.ModuleList(components)
+        self.weights = _check_weights(weights, len(components))
+        self.stratified = bool(stratified)
+
+    def _active(self) -> list[tuple[int, float, Channel]]:
+        """``(k, π_k, p_k)`` for the components with ``π_k > 0``."""
+        return [
+            (k, w, c)
+            for k, (w, c) in enumerate(zip(self.weights, self.components, strict=True))
+            if w > 0
+        ]
+
+    @property
+    def has_density(self) -> bool:
+        """Every component with ``π_k > 0`` has a density."""
+        return all(c.has_density for _, _, c in self._active())
+
+    @property
+    def needs_target(self) -> bool:
+        """Some component with ``π_k > 0`` reads the target."""
+        return any(c.needs_target for _, _, c in self._active())
+
+    @property
+    def learnable(self) -> bool:
+        """Some component with ``π_k > 0`` is learned."""
+        return any(c.learnable for _, _, c in self._active())
+
+    def assign(
+        self,
+        batch_size: int,
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        """The component index of each example of a batch.
+
+        Args:
+            batch_size: ``B``.
+            generator: Random stream (positions, tie-breaks, per-example draws).
+            device: Where the result lives; default the generator's (CPU).
+
+        Returns:
+            ``(B,)`` ``int64`` indices into :attr:`components`; stratified: exactly the
+            counts of :func:`stratified_counts`.
+        """
+        dev = generator.device if generator is not None else torch.device("cpu")
+        k = len(self.weights)
+        if batch_size == 0:
+            comp = torch.zeros(0, dtype=torch.long, device=dev)
+        elif self.stratified:
+            counts = stratified_counts(self.weights, batch_size, generator=generator)
+            labels = torch.repeat_interleave(
+                torch.arange(k, device=dev), torch.tensor(counts, device=dev)
+            )
+            perm = torch.randperm(batch_size, generator=generator, device=dev)
+            comp = torch.empty_like(labels)
+            comp[perm] = labels
+        else:
+            pis = torch.tensor(self.weights, dtype=torch.float64, device=dev)
+            comp = torch.multinomial(pis, batch_size, replacement=True, generator=generator)
+        return comp.to(device if device is not None else dev)
+
+    def _check_target(self, target: Predictive | None) -> None:
+        if target is None and self.needs_target:
+            names = sorted({type(c).__name__ for _, _, c in self._active() if c.needs_target})
+            raise ValueError(
+                f"this mixture holds attack-based components ({', '.join(names)}): pass "
+                "target= (a predictive returning (B, C) scores or (mean, var))"
+            )
+
+    def sample_with_components(
+        self,
+        x: Tensor,
+        y: Tensor | None = None,
+        target: Predictive | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Draw ``x'`` and report which component produced each example.
+
+        Returns:
+            ``x'`` ``(B, *)`` and the component indices ``(B,)`` (``int64``, on ``x``'s
+            device), as drawn by :meth:`assign` with the same ``generator``.
+        """
+        x = check_x(x)
+        y = check_y(y, x)
+        self._check_target(target)
+        b = x.shape[0]
+        comp = self.assign(b, generator=generator, device=x.device)
+        if b == 0:
+            return x.clone(), comp
+        parts: list[Tensor] = []
+        where: list[Tensor] = []
+        for k, _, channel in self._active():
+            idx = (comp == k).nonzero().squeeze(1)
+            if idx.numel() == 0:
+                continue
+            xs = x.index_select(0, idx)
+            ys = None if y is None else y.index_select(0, idx)
+            parts.append(channel.sample(xs, ys, target, generator=generator))
+            where.append(idx)
+        order = torch.cat(where)
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(b, device=order.device)
+        return torch.cat(parts).index_select(0, inverse), comp
+
+    def sample(
+        self,
+        x: Tensor,
+        y: Tensor | None = None,
+        target: Predictive | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Draw the components (stratified or per example), then sample each sub-batch."""
+        return self.sample_with_components(x, y, target, generator=generator)[0]
+
+    def log_prob(
+        self,
+        x_adv: Tensor,
+        x: Tensor,
+        y: Tensor | None = None,
+        target: Predictive | None = None,
+    ) -> Tensor:
+        """``log Σ_k π_k p_k(x_adv | x, β)`` per example (log-sum-exp), shape ``(B,)``.
+
+        Raises:
+            NoDensityError: If a component with ``π_k > 0`` has no density.
+        """
+        x = check_x(x)
+        x_adv = check_x_adv(x_adv, x)
+        y = check_y(y, x)
+        missing = [type(c).__name__ for _, _, c in self._active() if not c.has_density]
+        if missing:
+            raise NoDensityError(
+                f"this mixture has components without a density ({', '.join(missing)}): "
+                "log_prob is not available"
+            )
+        terms = [
+            math.log(w) + channel.log_prob(x_adv, x, y, target) for _, w, channel in self._active()
+        ]
+        return torch.logsumexp(torch.stack(terms), dim=0)
+
+    def mean(
+        self,
+        x: Tensor,
+        y: Tensor | None = None,
+        target: Predictive | None = None,
+    ) -> Tensor:
+        """``E[x'] = Σ_k π_k μ_k(x)``, shape ``(B, *)``."""
+        x = check_x(x)
+        y = check_y(y, x)
+        out = None
+        for _, w, channel in self._active():
+            term = w * channel.mean(x, y, target)
+            out = term if out is None else out + term
+        assert out is not None
+        return out
+
+    def adversary_step(
+        self,
+        target: Predictive,
+        x: Tensor,
+        y: Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> Tensor | None:
+        """Update every learned component on the whole batch; their mean loss, or ``None``."""
+        losses = [
+            loss
+            for _, _, c in self._active()
+            if c.learnable
+            and (loss := c.adversary_step(target, x, y, generator=generator)) is not None
+        ]
+        if not losses:
+            return None
+        return torch.stack(losses).mean()
+
+    def extra_repr(self) -> str:
+        """The options, for ``repr``."""
+        return f"weights={list(self.weights)}, stratified={self.stratified}"

@@ -1,0 +1,328 @@
+"""The paper's channels as ready constructors (SPEC §3, §6; paper §5 and SM-5).
+
+* :func:`os_channel` -- **OS**: one-step ``nll`` attack plus noise ``σ``;
+* :func:`os50_channel` -- **OS50**: ½ identity(``σ₀``) + ½ OS;
+* :func:`mix_channel` -- **MIX**: classification 0.4 identity(``σ₀``) + 0.2 one-step
+  ``nll`` + 0.2 ``cw`` + 0.2 ``entropy``; regression 0.4 identity + 0.6 one-step ``mse``;
+* :func:`nn_channel` -- **NN**: the learned generator (conv for images, dense for tables);
+* :func:`nn50_channel` -- **NN50**: ½ identity(``σ₀``) + ½ NN;
+* :func:`at_channel` -- the deterministic one-step point mass (AT's attack);
+* :func:`at50_channel` -- **AT**: ½ clean + ½ deterministic one-step;
+* :func:`pgd_at_channel` -- the deterministic multi-step PGD channel (random start);
+* :func:`pgd_at50_channel` -- **AT-PGD**: ½ clean + ½ PGD.
+
+Mixtures are stratified per minibatch by default (exact proportions, as in the paper).
+Budgets and noise levels are required arguments: they depend on the data's scale. On MNIST
+in ``[0, 1]`` with L2 budgets, ``eps`` around 2–3 and ``sigma`` around 0.1–0.3 per pixel
+work well. ``clamp="auto"`` means ``(0.0, 1.0)`` for classification/images and ``None``
+for regression/tabular data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from adv_attacks import Norm, Objective
+from adv_channels._checks import check_scalar, coerce_option
+from adv_channels.enums import Task
+from adv_channels.generators import ConvGenerator, DenseGenerator
+from adv_channels.learned import LearnedChannel
+from adv_channels.mixture import MixtureChannel
+from adv_channels.noise import IdentityChannel
+from adv_channels.one_step import OneStepChannel
+from adv_channels.pgd import PGDChannel
+
+__all__ = [
+    "at50_channel",
+    "at_channel",
+    "mix_channel",
+    "nn50_channel",
+    "nn_channel",
+    "os50_channel",
+    "os_channel",
+    "pgd_at50_channel",
+    "pgd_at_channel",
+]
+
+ClampOption = tuple[float, float] | None | Literal["auto"]
+IMAGE_RANGE = (0.0, 1.0)
+
+
+def _half_clean(channel, sigma0: float, stratified: bool) -> MixtureChannel:
+    return MixtureChannel([IdentityChannel(sigma0), channel], [0.5, 0.5], stratified=stratified)
+
+
+def os_channel(
+    *,
+    eps: float,
+    sigma: float,
+    objective: Objective | str = Objective.NLL,
+    norm: Norm | str = Norm.L2,
+    clamp: tuple[float, float] | None = IMAGE_RANGE,
+    differentiable: bool = False,
+) -> OneStepChannel:
+    """**OS**: the one-step channel ``x' ~ N(clip(x + ε g/‖g‖), σ² I)``.
+
+    Args:
+        eps: Step ``ε >= 0`` (L2 by default; MNIST: about 2–3).
+        sigma: Noise ``σ >= 0`` (MNIST: about 0.1–0.3).
+        objective: Attack objective; default ``"nll"``.
+        norm: ``"l2"`` or ``"linf"``.
+        clamp: Valid input range of the attack point; default ``(0, 1)``.
+        differentiable: Differentiate through the attack direction.
+
+    Example:
+        >>> os_channel(eps=2.0, sigma=0.2).has_density
+        True
+    """
+    return OneStepChannel(
+        eps=eps,
+        sigma=sigma,
+        objective=objective,
+        norm=norm,
+        clamp=clamp,
+        differentiable=differentiable,
+    )
+
+
+def os50_channel(
+    *,
+    eps: float,
+    sigma: float,
+    sigma0: float = 0.0,
+    objective: Objective | str = Objective.NLL,
+    norm: Norm | str = Norm.L2,
+    clamp: tuple[float, float] | None = IMAGE_RANGE,
+    stratified: bool = True,
+) -> MixtureChannel:
+    """**OS50**: ½ identity(``σ₀``, default clean) + ½ OS, stratified per minibatch.
+
+    Example:
+        >>> os50_channel(eps=2.0, sigma=0.2).weights
+        (0.5, 0.5)
+    """
+    one_step = os_channel(eps=eps, sigma=sigma, objective=objective, norm=norm, clamp=clamp)
+    return _half_clean(one_step, sigma0, stratified)
+
+
+def mix_channel(
+    task: Task | str = Task.CLASSIFICATION,
+    *,
+    eps: float,
+    sigma: float,
+    sigma0: float | None = None,
+    norm: Norm | str = Norm.L2,
+    clamp: ClampOption = "auto",
+    stratified: bool = True,
+) -> MixtureChannel:
+    """**MIX**: the paper's mixture of identity and one-step channels (paper SM-5.3).
+
+    Classification: ``0.4 N(x, σ₀²) + 0.2 OS(nll) + 0.2 OS(cw) + 0.2 OS(entropy, +1)``;
+    regression: ``0.4 N(x, σ₀²) + 0.6 OS(mse)``; ``σ`` fixed in the one-step parts, the
+    batch stratified in these proportions.
+
+    Args:
+        task: ``"classification"`` (default) or ``"regression"``.
+        eps: One-step budget ``ε >= 0``.
+        sigma: Noise ``σ >= 0`` of the one-step components.
+        sigma0: Gaussian augmentation of the identity component (the paper's "clean
+            Gaussian augmentation"); default ``None``: the same as ``sigma``.
+        norm: ``"l2"`` or ``"linf"``.
+        clamp: Valid input range of the attack points; ``"auto"``: ``(0, 1)`` for
+            classification, ``None`` for regression.
+        stratified: Exact proportions per minibatch (default) or per-example draws.
+
+    Example:
+        >>> mix = mix_channel(eps=2.0, sigma=0.2)
+        >>> mix.weights, [c.objective.value for c in mix.components[1:]]
+        ((0.4, 0.2, 0.2, 0.2), ['nll', 'cw', 'entropy'])
+    """
+    task = coerce_option(Task, task, "task")
+    sigma = check_scalar(sigma, "sigma")
+    sigma0 = sigma if sigma0 is None else check_scalar(sigma0, "sigma0")
+    if clamp == "auto":
+        clamp = IMAGE_RANGE if task is Task.CLASSIFICATION else None
+    objectives: Sequence[str]
+    if task is Task.CLASSIFICATION:
+        objectives, weights = ("nll", "cw", "entropy"), [0.4, 0.2, 0.2, 0.2]
+    else:
+        objectives, weights = ("mse",), [0.4, 0.6]
+    one_steps = [
+        OneStepChannel(eps=eps, sigma=sigma, objective=o, norm=norm, clamp=clamp, entropy_sign=1)
+        for o in objectives
+    ]
+    return MixtureChannel([IdentityChannel(sigma0), *one_steps], weights, stratified=stratified)
+
+
+def nn_channel(
+    input_shape: Sequence[int],
+    *,
+    eps: float,
+    sigma_max: float,
+    num_classes: int | None,
+    clamp: ClampOption = "auto",
+    lr: float = 1e-3,
+) -> LearnedChannel:
+    """**NN**: the learned channel with the paper's generator for this input shape.
+
+    Args:
+        input_shape: ``(C, H, W)`` for images (:class:`~adv_channels.ConvGenerator`) or
+            ``(D,)`` for tabular data (:class:`~adv_channels.DenseGenerator`).
+        eps: Budget of the mean perturbation, ``‖m‖₂ < ε``.
+        sigma_max: Bound of the per-element noise scale.
+        num_classes: Classes of the label (one-hot), or ``None`` for a real (regression)
+            label.
+        clamp: Valid input range of the mean point; ``"auto"``: ``(0, 1)`` for images,
+            ``None`` for tabular data.
+        lr: Adam learning rate of the adversary step.
+
+    Example:
+        >>> ch = nn_channel((1, 28, 28), eps=2.0, sigma_max=0.3, num_classes=10)
+        >>> type(ch.network).__name__, ch.clamp
+        ('ConvGenerator', (0.0, 1.0))
+    """
+    shape = tuple(input_shape)
+    if len(shape) == 3:
+        network = ConvGenerator(shape[0], (shape[1], shape[2]), num_classes=num_classes)
+        auto = IMAGE_RANGE
+    elif len(shape) == 1:
+        network = DenseGenerator(shape[0], num_classes=num_classes)
+        auto = None
+    else:
+        raise ValueError(
+            f"input_shape must be (C, H, W) (images) or (D,) (tabular data); got {shape}"
+        )
+    return LearnedChannel(
+        network,
+        eps=eps,
+        sigma_max=sigma_max,
+        clamp=auto if clamp == "auto" else clamp,
+        lr=lr,
+    )
+
+
+def nn50_channel(
+    input_shape: Sequence[int],
+    *,
+    eps: float,
+    sigma_max: float,
+    num_classes: int | None,
+    sigma0: float = 0.0,
+    clamp: ClampOption = "auto",
+    lr: float = 1e-3,
+    stratified: bool = True,
+) -> MixtureChannel:
+    """**NN50**: ½ identity(``σ₀``, default clean) + ½ NN, stratified per minibatch.
+
+    Its :meth:`~adv_channels.MixtureChannel.adversary_step` trains the learned component on
+    the whole batch.
+
+    Example:
+        >>> ch = nn50_channel((8,), eps=1.0, sigma_max=0.2, num_classes=None)
+        >>> ch.learnable, ch.weights
+        (True, (0.5, 0.5))
+    """
+    learned = nn_channel(
+        input_shape, eps=eps, sigma_max=sigma_max, num_classes=num_classes, clamp=clamp, lr=lr
+    )
+    return _half_clean(learned, sigma0, stratified)
+
+
+def at_channel(
+    *,
+    eps: float,
+    objective: Objective | str = Objective.NLL,
+    norm: Norm | str = Norm.L2,
+    clamp: tuple[float, float] | None = IMAGE_RANGE,
+) -> OneStepChannel:
+    """The deterministic one-step channel ``x' = clip(x + ε g/‖g‖)`` (a point mass).
+
+    The attack of the paper's AT baseline (SPEC §4: the MAP limit with a deterministic
+    channel); no noise, no density.
+
+    Example:
+        >>> ch = at_channel(eps=2.0)
+        >>> ch.sigma, ch.has_density
+        (0.0, False)
+    """
+    return OneStepChannel(eps=eps, sigma=0.0, objective=objective, norm=norm, clamp=clamp)
+
+
+def at50_channel(
+    *,
+    eps: float,
+    objective: Objective | str = Objective.NLL,
+    norm: Norm | str = Norm.L2,
+    clamp: tuple[float, float] | None = IMAGE_RANGE,
+    stratified: bool = True,
+) -> MixtureChannel:
+    """**AT**: minibatches of ½ clean + ½ deterministic one-step attacks (paper §6).
+
+    Example:
+        >>> at50_channel(eps=2.0).has_density
+        False
+    """
+    one_step = at_channel(eps=eps, objective=objective, norm=norm, clamp=clamp)
+    return _half_clean(one_step, 0.0, stratified)
+
+
+def pgd_at_channel(
+    *,
+    eps: float,
+    steps: int = 10,
+    step_size: float | None = None,
+    random_start: bool = True,
+    objective: Objective | str = Objective.NLL,
+    norm: Norm | str = Norm.L2,
+    clamp: tuple[float, float] | None = IMAGE_RANGE,
+) -> PGDChannel:
+    """The deterministic multi-step PGD channel of AT-PGD (paper SM, multi-step AT).
+
+    ``x' = PGD_T(x)``, no noise (random start on by default, as in Madry et al.); a
+    simulator. ``steps`` defaults to 10 for training (SPEC §2's 50 is the evaluation
+    attack), with ``η = 2.5 ε / T``.
+
+    Example:
+        >>> pgd_at_channel(eps=2.0).attack.steps
+        10
+    """
+    return PGDChannel(
+        eps=eps,
+        sigma=0.0,
+        steps=steps,
+        step_size=step_size,
+        random_start=random_start,
+        objective=objective,
+        norm=norm,
+        clamp=clamp,
+    )
+
+
+def pgd_at50_channel(
+    *,
+    eps: float,
+    steps: int = 10,
+    step_size: float | None = None,
+    random_start: bool = True,
+    objective: Objective | str = Objective.NLL,
+    norm: Norm | str = Norm.L2,
+    clamp: tuple[float, float] | None = IMAGE_RANGE,
+    stratified: bool = True,
+) -> MixtureChannel:
+    """½ clean + ½ deterministic PGD (AT trained with multi-step PGD), stratified.
+
+    Example:
+        >>> pgd_at50_channel(eps=2.0).needs_target
+        True
+    """
+    pgd = pgd_at_channel(
+        eps=eps,
+        steps=steps,
+        step_size=step_size,
+        random_start=random_start,
+        objective=objective,
+        norm=norm,
+        clamp=clamp,
+    )
+    return _half_clean(pgd, 0.0, stratified)

@@ -1,0 +1,186 @@
+"""The one-step channel ``x' ~ N(x + ε g/‖g‖, σ² I)`` (SPEC §3, paper SM-5.2).
+
+``g = ∇_x J(x, y)`` for any objective of :mod:`adv_attacks` (``nll``, ``mse``, ``cw``,
+``entropy``), evaluated at the target: a posterior draw ``β`` (the Bayesian model in
+``"sample"`` mode) or the PPD. The attack point is computed by :class:`adv_attacks.OneStep`
+and clamped to the valid range; the Gaussian noise is added after and never clamped, so the
+density is exactly ``N(x'; μ, σ² I)`` with ``μ`` the (clamped) attack point.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from adv_attacks import AttackProblem, Norm, Objective, OneStep, per_example_norm
+from adv_channels._checks import check_scalar, keep_input_grad, require_target
+from adv_channels.base import Predictive
+from adv_channels.gaussian import GaussianFamilyChannel
+
+__all__ = ["OneStepChannel"]
+
+
+class OneStepChannel(GaussianFamilyChannel):
+    """One normalised gradient step of size ``ε``, then Gaussian noise ``σ``.
+
+    ``x' = clip(x + ε g / ‖g‖₂) + σ ξ`` (``g = 0`` where ``‖g‖ = 0``); with ``norm="linf"``
+    the step is ``ε sign(g)``. ``σ = 0`` is the deterministic point mass used by adversarial
+    training (no density).
+
+    Gradients (the pathwise ELBO gradient): ``x'`` is reparameterised, so gradients reach
+    the model's parameters through the forward pass the trainer runs on ``x'``. The attack
+    direction itself is a constant by default (``differentiable=False``): by Danskin's
+    theorem the gradient of ``max_δ ℓ(β; x + δ)`` is that of ``ℓ`` at the maximiser, as in
+    adversarial training practice. With ``differentiable=True`` the step is differentiated
+    through ``g`` (second order, ``create_graph``), so ``∂x'/∂β ≠ 0``; this costs a double
+    backward and is defined for ``norm="l2"`` only (``sign`` has zero derivative). Either way
+    ``∂x'/∂x`` is the identity (the perturbation is held constant with respect to ``x``).
+
+    Args:
+        eps: Step length ``ε >= 0`` (input units; ``‖x' - x‖₂ = ε`` before noise and
+            clamping).
+        sigma: Noise standard deviation ``σ >= 0``.
+        objective: ``"nll"`` (default), ``"mse"``, ``"cw"`` or ``"entropy"``.
+        norm: ``"l2"`` (default) or ``"linf"``.
+        clamp: Valid input range of the attack point, default ``(0.0, 1.0)``; ``None`` for
+            unbounded inputs.
+        kappa: CW confidence ``κ >= 0``.
+        entropy_sign: ``+1`` raises the predictive entropy, ``-1`` lowers it.
+        differentiable: Differentiate the attack direction (see above). Default ``False``.
+        eot: Call ``target.resample(generator=...)`` before the step.
+        chunk_size: Examples per forward/backward pass of the attack (see
+            :class:`adv_attacks.Attack`).
+
+    Shape:
+        - x: ``(B, *)``; y: ``(B,)``; output: ``(B, *)``; ``log_prob``: ``(B,)``.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+        >>> x, y = torch.rand(5, 1, 2, 2), torch.randint(0, 3, (5,))
+        >>> ch = OneStepChannel(eps=0.5, sigma=0.1, clamp=None)
+        >>> x_adv = ch.sample(x, y, net)
+        >>> d = (ch.mean(x, y, net) - x).flatten(1).norm(dim=1)
+        >>> bool(torch.allclose(d, torch.full((5,), 0.5)))
+        True
+    """
+
+    def __init__(
+        self,
+        *,
+        eps: float,
+        sigma: float,
+        objective: Objective | str = Objective.NLL,
+        norm: Norm | str = Norm.L2,
+        clamp: tuple[float, float] | None = (0.0, 1.0),
+        kappa: float = 0.0,
+        entropy_sign: int = 1,
+        differentiable: bool = False,
+        eot: bool = False,
+        chunk_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.eps = check_scalar(eps, "eps")
+        self.sigma = check_scalar(sigma, "sigma")
+        self.attack = OneStep(
+            eps=self.eps,
+            norm=norm,
+            objective=objective,
+            clamp=clamp,
+            kappa=kappa,
+            entropy_sign=entropy_sign,
+            eot=eot,
+            chunk_size=chunk_size,
+        )
+        self.differentiable = bool(differentiable)
+        if self.differentiable and self.attack.norm is Norm.LINF:
+            raise ValueError(
+                "differentiable=True needs norm='l2': the L-inf step eps * sign(g) has zero "
+                "derivative, so there is nothing to differentiate"
+            )
+
+    @property
+    def has_density(self) -> bool:
+        """``σ > 0``."""
+        return self.sigma > 0
+
+    @property
+    def needs_target(self) -> bool:
+        """Always: the step is the target's gradient."""
+        return True
+
+    @property
+    def objective(self) -> Objective:
+        """The attack objective."""
+        return Objective(self.attack.spec.objective)
+
+    @property
+    def clamp(self) -> tuple[float, float] | None:
+        """The valid input range of the attack point."""
+        return self.attack.clamp
+
+    def loc_scale(
+        self,
+        x: Tensor,
+        y: Tensor | None,
+        target: Predictive | None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, float]:
+        """``μ = clip(x + ε g/‖g‖)``, the attack point; ``σ`` the fixed noise level."""
+        require_target(target, type(self).__name__)
+        assert target is not None
+        if self.differentiable:
+            point = self._differentiable_step(x, y, target, generator)
+        else:
+            point = self.attack(target, x.detach(), y, generator=generator)
+        return keep_input_grad(point, x), self.sigma
+
+    def _differentiable_step(
+        self, x: Tensor, y: Tensor | None, target: Predictive, generator: torch.Generator | None
+    ) -> Tensor:
+        """The L2 step with ``g`` kept in the autograd graph (``create_graph=True``)."""
+        attack = self.attack
+        spec = attack.spec
+        problem = AttackProblem(
+            target,
+            x.detach(),
+            y,
+            eps=self.eps,
+            norm=attack.norm,
+            clamp=attack.clamp,
+            specs=(spec,),
+            chunk_size=attack.chunk_size,
+        )
+        if attack.eot:
+            if not callable(getattr(target, "resample", None)):
+                raise ValueError("eot=True needs a target with a resample(generator=None) method")
+            problem.resample(generator)
+        with torch.enable_grad():
+            xr = x.detach().requires_grad_(True)
+            out = problem.read(xr)
+            labels = None
+            if spec.needs_labels:
+                labels = out.prediction() if y is None else problem.labels()
+            total = spec.total(out, labels)
+            if not total.requires_grad:
+                raise ValueError(
+                    "the target's output does not depend differentiably on x (was it computed "
+                    "under torch.no_grad() or detached?)"
+                )
+            (g,) = torch.autograd.grad(total, xr, create_graph=True)
+        norm = per_example_norm(g).view((-1,) + (1,) * (x.ndim - 1))
+        safe = norm.clamp_min(torch.finfo(g.dtype).tiny)
+        # g = 0 gives no move and no gradient (the direction is undefined there).
+        unit = torch.where(norm > 0, g / safe, torch.zeros_like(g))
+        point = x.detach() + self.eps * unit
+        if attack.clamp is not None:
+            point = point.clamp(*attack.clamp)
+        return point
+
+    def extra_repr(self) -> str:
+        """The options, for ``repr``."""
+        return (
+            f"eps={self.eps}, sigma={self.sigma}, objective={self.objective.value!r}, "
+            f"norm={self.attack.norm.value!r}, clamp={self.clamp}, "
+            f"differentiable={self.differentiable}"
+        )
