@@ -1,0 +1,535 @@
+"""Training a model's posterior (or point estimate) against a channel (SPEC §1, §4).
+
+:class:`Trainer` runs Adam with an exponential learning-rate decay over minibatches, the
+likelihood scaled by ``N/B`` and the KL optionally annealed (both inside the objective,
+see :mod:`robust_vi.objective`), one GAN-style adversary step of a learned channel before
+every model step, per-epoch validation with the posterior predictive, a checkpoint after
+every epoch and resumption after an interruption. All randomness (posterior and channel
+draws, shuffling, validation draws) comes from generators the trainer owns and saves, so a
+run is reproducible on the CPU and a resumed run is identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from adv_channels import Channel, IdentityChannel
+from bnn_core import (
+    GaussianLikelihood,
+    PosteriorPredictive,
+    Task,
+    gaussian_mixture_nll,
+    nll,
+    sample_mode,
+)
+from robust_vi._checks import (
+    check_channel,
+    check_float,
+    check_module,
+    check_nonnegative_int,
+    check_positive_int,
+    model_device,
+)
+from robust_vi.checkpoint import load_checkpoint, save_checkpoint
+from robust_vi.modes import training_mode
+from robust_vi.objective import Objective, ObjectiveResult
+from robust_vi.posterior_draw import PosteriorDraw
+from robust_vi.recipes import Recipe
+
+__all__ = ["Callback", "Trainer"]
+
+Callback = Callable[["Trainer", dict[str, Any]], None]
+"""Called as ``callback(trainer, record)`` after each epoch (after its checkpoint)."""
+
+TrainData = DataLoader | Dataset | tuple[Tensor, Tensor]
+"""A ``DataLoader`` yielding ``(x, y)``, a map-style ``Dataset`` of ``(x, y)`` pairs, or
+a pair of tensors ``(x, y)``."""
+
+_FORMAT = 1
+
+
+class Trainer:
+    """Fit a model with a robust-VI objective and channel, with checkpoints and resume.
+
+    Args:
+        model: The network: Bayesian (``bnn_core``) for posterior objectives; deterministic
+            or Bayesian (trained at its posterior mean) for point-estimate ones.
+        objective: A :class:`~robust_vi.Recipe` (bundling objective and channel, e.g.
+            ``recipe("MIX", eps=2.0)``) or an :class:`~robust_vi.Objective`.
+        channel: The channel, when ``objective`` is an :class:`~robust_vi.Objective`;
+            default :class:`adv_channels.IdentityChannel` (clean training). Not allowed
+            with a recipe, which holds its own.
+        dataset_size: ``N``, the number of training points; default the length of the
+            training data passed to :meth:`fit`.
+        epochs: Total number of epochs (a resumed run continues up to it). Default ``10``.
+        lr: Adam's learning rate. Default ``1e-3``.
+        lr_decay: ``γ`` of the exponential decay, ``lr_e = lr γ^e`` (``0 < γ <= 1``).
+            Default ``1.0`` (constant).
+        kl_warmup_epochs: ``W >= 0``: KL weight ``min(1, (e + 1)/(W + 1))`` in epoch ``e``
+            (0-based), a linear warm-up; ``0`` (default) is no annealing.
+        batch_size: Minibatch size when the data are tensors or a ``Dataset``. Default 128.
+        shuffle: Reshuffle tensors/``Dataset`` data every epoch (with the trainer's own
+            generator). Default ``True``. A ``DataLoader`` is used as it is.
+        seed: Seeds every generator the trainer owns. Default ``0``.
+        device: ``None`` (default): the model's device; ``"auto"``: CUDA when available,
+            else the model's device; or a device, to which the model and channel are moved.
+        checkpoint_dir: Where to write ``checkpoint.pt`` after every epoch; ``None``: no
+            checkpoints.
+        resume: Continue from the checkpoint in ``checkpoint_dir`` when :meth:`fit` starts
+            (if there is one). Default ``True``.
+        progress: Show a ``tqdm`` progress bar with the running loss and accuracy.
+        val_samples: Posterior draws ``M`` of the validation PPD. Default ``10``.
+        callbacks: Called as ``callback(trainer, record)`` after each epoch.
+
+    Attributes:
+        history: One dict per finished epoch: ``epoch``, ``loss``, ``data_term``, ``kl``,
+            ``kl_weight``, ``lr``, ``train_accuracy`` (classification, on the channel's
+            inputs) or ``train_rmse``, ``penalty`` and ``adversary_loss`` where they apply,
+            ``time_s``, and ``val_*`` metrics when validation data are given.
+        epoch: The number of finished epochs.
+
+    Determinism: with tensors or a ``Dataset`` everything is reproducible; with a shuffling
+    ``DataLoader`` give it a ``generator=`` so that its order is too (its state is
+    checkpointed).
+
+    Example:
+        >>> from robust_vi import recipe
+        >>> model = mnist_cnn()
+        >>> trainer = Trainer(model, recipe("MIX", eps=2.0), epochs=1, progress=False)
+        >>> history = trainer.fit((x, y), val_data=(x, y))  # or a DataLoader of (x, y)
+        >>> sorted(history[-1])[:4]
+        ['data_term', 'epoch', 'kl', 'kl_weight']
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        objective: Recipe | Objective,
+        channel: Channel | None = None,
+        *,
+        dataset_size: int | None = None,
+        epochs: int = 10,
+        lr: float = 1e-3,
+        lr_decay: float = 1.0,
+        kl_warmup_epochs: int = 0,
+        batch_size: int = 128,
+        shuffle: bool = True,
+        seed: int = 0,
+        device: torch.device | str | None = None,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        resume: bool = True,
+        progress: bool = True,
+        val_samples: int = 10,
+        callbacks: Sequence[Callback] = (),
+    ) -> None:
+        self.model = check_module(model)
+        if isinstance(objective, Recipe):
+            if channel is not None:
+                raise ValueError(
+                    "channel must be None when objective is a Recipe (the recipe holds its "
+                    "channel); pass an Objective to use another channel"
+                )
+            self.recipe: Recipe | None = objective
+            self.objective: Objective = objective.objective
+            channel = objective.channel
+        elif isinstance(objective, Objective):
+            self.recipe = None
+            self.objective = objective
+            channel = IdentityChannel() if channel is None else channel
+        else:
+            raise TypeError(
+                "objective must be a robust_vi Recipe (recipe('MIX', eps=2.0)) or an Objective "
+                f"(SurrogateELBO(), ...); got {type(objective).__name__}"
+            )
+        self.channel = check_channel(channel)
+        self.dataset_size = (
+            None if dataset_size is None else check_positive_int(dataset_size, "dataset_size")
+        )
+        self.epochs = check_positive_int(epochs, "epochs")
+        self.lr = check_float(lr, "lr", positive=True)
+        self.lr_decay = check_float(lr_decay, "lr_decay", positive=True)
+        if self.lr_decay > 1.0:
+            raise ValueError(f"lr_decay must be in (0, 1]; got {lr_decay}")
+        self.kl_warmup_epochs = check_nonnegative_int(kl_warmup_epochs, "kl_warmup_epochs")
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.shuffle = bool(shuffle)
+        self.seed = check_nonnegative_int(seed, "seed")
+        self.device = self._resolve_device(device)
+        self.model.to(self.device)
+        self.channel.to(self.device)
+        likelihood = self.objective.likelihood
+        if likelihood is not None:
+            likelihood.to(self.device)
+        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        self.resume = bool(resume)
+        self.progress = bool(progress)
+        self.val_samples = check_positive_int(val_samples, "val_samples")
+        self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            if not callable(cb):
+                raise TypeError(f"callbacks must be callables; got {type(cb).__name__}")
+
+        params = list(self.model.parameters())
+        if likelihood is not None and not any(p is likelihood.noise_rho for p in params):
+            params.append(likelihood.noise_rho)
+        params = [p for p in params if p.requires_grad]
+        if not params:
+            raise ValueError("model has no trainable parameters")
+        self.optimizer = torch.optim.Adam(params, lr=self.lr)
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, self.lr_decay)
+        self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        self.data_generator = torch.Generator().manual_seed(self.seed + 1)
+        self.history: list[dict[str, Any]] = []
+        self.epoch = 0
+        self._loader_generator: torch.Generator | None = None
+
+    # -- configuration ------------------------------------------------------------------
+
+    def _resolve_device(self, device: torch.device | str | None) -> torch.device:
+        if device is None:
+            return model_device(self.model)
+        if device == "auto":
+            return torch.device("cuda") if torch.cuda.is_available() else model_device(self.model)
+        if not isinstance(device, torch.device | str):
+            raise TypeError(f"device must be a torch.device, a string or None; got {device!r}")
+        return torch.device(device)
+
+    @property
+    def task(self) -> Task:
+        """The objective's task."""
+        return self.objective.task
+
+    def kl_weight(self, epoch: int) -> float:
+        """The KL weight of (0-based) ``epoch``: ``min(1, (epoch + 1)/(W + 1))``."""
+        return min(1.0, (epoch + 1) / (self.kl_warmup_epochs + 1))
+
+    # -- data ---------------------------------------------------------------------------
+
+    def _dataset_size(self, data: TrainData) -> int:
+        if self.dataset_size is not None:
+            return self.dataset_size
+        if isinstance(data, DataLoader):
+            try:
+                return len(data.dataset)  # type: ignore[arg-type]
+            except TypeError:
+                pass
+            raise ValueError("cannot infer dataset_size from this DataLoader: pass dataset_size=")
+        if isinstance(data, tuple):
+            return len(data[0])
+        return len(data)  # type: ignore[arg-type]
+
+    def _check_data(self, data: object, name: str) -> TrainData:
+        if isinstance(data, DataLoader | Dataset):
+            return data
+        if isinstance(data, tuple | list) and len(data) == 2:
+            x, y = data
+            if not isinstance(x, Tensor) or not isinstance(y, Tensor):
+                raise TypeError(f"{name} as a pair must hold two tensors (x, y)")
+            if len(x) != len(y):
+                raise ValueError(f"{name}: x has {len(x)} examples but y has {len(y)}")
+            if len(x) == 0:
+                raise ValueError(f"{name} is empty")
+            return (x, y)
+        raise TypeError(
+            f"{name} must be a DataLoader, a Dataset of (x, y) pairs or a tuple (x, y) of "
+            f"tensors; got {type(data).__name__}"
+        )
+
+    def _batches(
+        self, data: TrainData, *, shuffle: bool
+    ) -> tuple[Iterable[tuple[Tensor, Tensor]], int]:
+        """An iterable of ``(x, y)`` batches and its length."""
+        if isinstance(data, DataLoader):
+            return data, len(data)
+        if isinstance(data, tuple):
+            x, y = data
+            n = len(x)
+            num = math.ceil(n / self.batch_size)
+
+            def slices() -> Iterator[tuple[Tensor, Tensor]]:
+                if shuffle:
+                    order = torch.randperm(n, generator=self.data_generator)
+                    for i in range(0, n, self.batch_size):
+                        idx = order[i : i + self.batch_size].to(x.device)
+                        yield x.index_select(0, idx), y.index_select(0, idx.to(y.device))
+                else:
+                    for i in range(0, n, self.batch_size):
+                        yield x[i : i + self.batch_size], y[i : i + self.batch_size]
+
+            return slices(), num
+        # Only a shuffling loader reads the trainer's data generator (so validation does not
+        # advance the training order's stream).
+        loader = DataLoader(
+            data,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            generator=self.data_generator if shuffle else None,
+        )
+        return loader, len(loader)
+
+    def _to_device(self, batch: object) -> tuple[Tensor, Tensor]:
+        if not isinstance(batch, tuple | list) or len(batch) < 2:
+            raise TypeError(
+                "every training batch must be a pair (x, y) (labels are needed by the "
+                f"likelihood); got {type(batch).__name__}"
+            )
+        x, y = batch[0], batch[1]
+        if not isinstance(x, Tensor) or not isinstance(y, Tensor):
+            raise TypeError("every batch must hold tensors (x, y)")
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def fit(self, train_data: TrainData, val_data: TrainData | None = None) -> list[dict[str, Any]]:
+        """Train up to :attr:`epochs` epochs (resuming from a checkpoint if there is one).
+
+        Args:
+            train_data: A ``DataLoader`` of ``(x, y)``, a ``Dataset`` of ``(x, y)`` or a pair
+                of tensors ``(x, y)``.
+            val_data: Optional validation data of the same kinds: its PPD accuracy and NLL
+                (regression: RMSE and NLL) are recorded after every epoch.
+
+        Returns:
+            :attr:`history`, one record per finished epoch (also those before a resume).
+        """
+        train_data = self._check_data(train_data, "train_data")
+        if val_data is not None:
+            val_data = self._check_data(val_data, "val_data")
+        if isinstance(train_data, DataLoader):
+            self._loader_generator = train_data.generator
+        n = self._dataset_size(train_data)
+        if self.checkpoint_dir is not None and self.resume:
+            state = load_checkpoint(self.checkpoint_dir, map_location="cpu")
+            if state is not None:
+                self.load_state_dict(state)
+        while self.epoch < self.epochs:
+            record = self._train_epoch(train_data, n)
+            if val_data is not None:
+                record.update({f"val_{k}": v for k, v in self.evaluate(val_data).items()})
+            self.history.append(record)
+            self.epoch += 1
+            if self.checkpoint_dir is not None:
+                save_checkpoint(self.state_dict(), self.checkpoint_dir)
+            for cb in self.callbacks:
+                cb(self, record)
+        return self.history
+
+    def _adversary_target(self) -> PosteriorDraw:
+        """A fresh posterior draw for the learned channel's GAN step."""
+        return PosteriorDraw(
+            self.model, task=self.task, likelihood=self._likelihood(), generator=self.generator
+        )
+
+    def _likelihood(self) -> GaussianLikelihood | None:
+        if self.task is Task.CLASSIFICATION:
+            return None
+        return self.objective.likelihood or getattr(self.model, "likelihood", None)
+
+    def _train_epoch(self, data: TrainData, dataset_size: int) -> dict[str, Any]:
+        epoch = self.epoch
+        kl_weight = self.kl_weight(epoch)
+        lr = self.optimizer.param_groups[0]["lr"]
+        batches, num_batches = self._batches(data, shuffle=self.shuffle)
+        sums: dict[str, Tensor] = {}
+        count = 0
+        examples = 0
+        t0 = time.perf_counter()
+        bar = tqdm(
+            total=num_batches,
+            desc=f"epoch {epoch + 1}/{self.epochs}",
+            disable=not self.progress,
+            leave=False,
+        )
+        with ExitStack() as stack:
+            stack.enter_context(training_mode(self.model, True))
+            stack.enter_context(bar)
+            for i, batch in enumerate(batches):
+                x, y = self._to_device(batch)
+                adversary_loss = None
+                if self.channel.learnable:
+                    with ExitStack() as mean_mode:
+                        if self.objective.point_estimate:
+                            mean_mode.enter_context(sample_mode(self.model, "mean"))
+                        adversary_loss = self.channel.adversary_step(
+                            self._adversary_target(), x, y, generator=self.generator
+                        )
+                result = self.objective.evaluate(
+                    self.model,
+                    self.channel,
+                    x,
+                    y,
+                    dataset_size=dataset_size,
+                    kl_weight=kl_weight,
+                    generator=self.generator,
+                )
+                self.optimizer.zero_grad(set_to_none=True)
+                result.loss.backward()
+                self.optimizer.step()
+                b = x.shape[0]
+                count += 1
+                examples += b
+                for key, value in self._batch_stats(result, adversary_loss, b).items():
+                    sums[key] = sums[key] + value if key in sums else value
+                bar.update(1)
+                if self.progress and (i % 10 == 0 or i + 1 == num_batches):
+                    bar.set_postfix(self._postfix(sums, examples))
+        self.scheduler.step()
+        record: dict[str, Any] = {"epoch": epoch + 1}
+        record.update(self._summary(sums, examples, count))
+        record.update(kl_weight=kl_weight, lr=lr, time_s=time.perf_counter() - t0)
+        return record
+
+    def _batch_stats(
+        self, result: ObjectiveResult, adversary_loss: Tensor | None, b: int
+    ) -> dict[str, Tensor]:
+        stats = {
+            "loss": result.loss.detach() * b,
+            "data_term": result.data_term * b,
+            "kl": result.kl,
+            "n_outputs": torch.tensor(float(result.targets.shape[0])),
+        }
+        if result.penalty is not None:
+            stats["penalty"] = result.penalty * b
+        if adversary_loss is not None:
+            stats["adversary_loss"] = adversary_loss.detach() * b
+        out, tgt = result.outputs, result.targets
+        if self.task is Task.CLASSIFICATION:
+            stats["correct"] = (out.argmax(dim=-1) == tgt).sum().to(out.dtype)
+        else:
+            rows = tgt.shape[0]
+            stats["sq_err"] = (out.reshape(rows, -1) - tgt.reshape(rows, -1)).square().sum()
+        return stats
+
+    def _postfix(self, sums: dict[str, Tensor], examples: int) -> dict[str, str]:
+        post = {"loss": f"{float(sums['loss']) / examples:.4g}"}
+        outputs = float(sums["n_outputs"])
+        if "correct" in sums:
+            post["acc"] = f"{float(sums['correct']) / outputs:.3f}"
+        else:
+            post["rmse"] = f"{math.sqrt(float(sums['sq_err']) / outputs):.4g}"
+        return post
+
+    def _summary(self, sums: dict[str, Tensor], examples: int, count: int) -> dict[str, float]:
+        out = {
+            "loss": float(sums["loss"]) / examples,
+            "data_term": float(sums["data_term"]) / examples,
+            "kl": float(sums["kl"]) / count,
+        }
+        outputs = float(sums["n_outputs"])
+        if "correct" in sums:
+            out["train_accuracy"] = float(sums["correct"]) / outputs
+        else:
+            out["train_rmse"] = math.sqrt(float(sums["sq_err"]) / outputs)
+        for key in ("penalty", "adversary_loss"):
+            if key in sums:
+                out[key] = float(sums[key]) / examples
+        return out
+
+    # -- validation -----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, data: TrainData, num_samples: int | None = None) -> dict[str, float]:
+        """Metrics of the posterior predictive (``M`` draws) on ``data``.
+
+        Classification: ``accuracy`` and ``nll`` of the PPD (SPEC §1); regression: ``rmse``
+        of the PPD mean and ``nll`` of the Gaussian-mixture PPD. Point-estimate objectives
+        are evaluated at the posterior mean. The draws come from a generator seeded from
+        the trainer's seed, so the result does not depend on the training stream.
+
+        Args:
+            data: A ``DataLoader``, a ``Dataset`` or a pair of tensors ``(x, y)``.
+            num_samples: ``M``; default the trainer's ``val_samples``.
+
+        Returns:
+            ``{"accuracy": ..., "nll": ...}`` or ``{"rmse": ..., "nll": ...}``.
+        """
+        data = self._check_data(data, "data")
+        m = self.val_samples if num_samples is None else check_positive_int(num_samples, "M")
+        generator = torch.Generator(device=self.device).manual_seed(self.seed + 2)
+        batches, _ = self._batches(data, shuffle=False)
+        total = 0
+        sums = {"a": 0.0, "nll": 0.0}
+        with ExitStack() as stack:
+            stack.enter_context(training_mode(self.model, False))
+            if self.objective.point_estimate:
+                stack.enter_context(sample_mode(self.model, "mean"))
+                m = 1
+            likelihood = self._likelihood()
+            ppd = PosteriorPredictive(
+                self.model, m, task=self.task, likelihood=likelihood, generator=generator
+            )
+            for batch in batches:
+                x, y = self._to_device(batch)
+                total += x.shape[0]
+                if self.task is Task.CLASSIFICATION:
+                    log_probs = ppd(x)
+                    assert isinstance(log_probs, Tensor)
+                    sums["a"] += float((log_probs.argmax(dim=-1) == y).sum())
+                    sums["nll"] += float(nll(log_probs, y, reduction="sum"))
+                else:
+                    assert likelihood is not None
+                    means = ppd.draws(x)
+                    mean = means.mean(dim=0)
+                    target = y.reshape(mean.shape)
+                    sums["a"] += float((mean - target).square().sum())
+                    sums["nll"] += float(
+                        gaussian_mixture_nll(means, likelihood.variance, target, reduction="sum")
+                    )
+        if self.task is Task.CLASSIFICATION:
+            return {"accuracy": sums["a"] / total, "nll": sums["nll"] / total}
+        return {"rmse": math.sqrt(sums["a"] / total), "nll": sums["nll"] / total}
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: model, optimiser, scheduler, channel, generators."""
+        likelihood = self.objective.likelihood
+        return {
+            "format": _FORMAT,
+            "objective": repr(self.objective),
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "channel": self.channel.state_dict(),
+            "likelihood": None if likelihood is None else likelihood.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "data_generator": self.data_generator.get_state(),
+            "loader_generator": (
+                None if self._loader_generator is None else self._loader_generator.get_state()
+            ),
+            "history": self.history,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` (the model, channel and optimiser in place)."""
+        if state.get("format") != _FORMAT:
+            raise ValueError(f"unknown checkpoint format {state.get('format')!r}")
+        if state.get("objective") != repr(self.objective):
+            raise ValueError(
+                f"the checkpoint was written for objective {state.get('objective')}, not "
+                f"{self.objective!r}: use another checkpoint_dir or resume=False"
+            )
+        self.model.load_state_dict(state["model"])
+        self.channel.load_state_dict(state["channel"])
+        if state["likelihood"] is not None and self.objective.likelihood is not None:
+            self.objective.likelihood.load_state_dict(state["likelihood"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        self.data_generator.set_state(state["data_generator"])
+        if state["loader_generator"] is not None and self._loader_generator is not None:
+            self._loader_generator.set_state(state["loader_generator"])
+        self.history = list(state["history"])
+        self.epoch = int(state["epoch"])

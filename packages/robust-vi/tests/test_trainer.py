@@ -1,0 +1,249 @@
+"""The trainer: it learns, it is deterministic, and a resumed run equals an uninterrupted one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from adv_channels import IdentityChannel
+from bnn_core import PosteriorPredictive, nll, regression_mlp
+from robust_vi import CHECKPOINT_NAME, SurrogateELBO, Trainer, recipe
+
+
+class Interrupt(Exception):
+    """Stands in for a crash or a Ctrl-C."""
+
+
+class FlakyImages(Dataset):
+    """A map-style dataset that raises once, at its ``fail_at``-th item access."""
+
+    def __init__(self, x, y, fail_at=None):
+        self.x, self.y, self.fail_at, self.calls = x, y, fail_at, 0
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        self.calls += 1
+        if self.fail_at is not None and self.calls == self.fail_at:
+            raise Interrupt
+        return self.x[i], self.y[i]
+
+
+def _state(model, channel):
+    return {**model.state_dict(), **{f"channel.{k}": v for k, v in channel.state_dict().items()}}
+
+
+def _assert_same_run(a, b):
+    (ma, ca, ha), (mb, cb, hb) = a, b
+    sa, sb = _state(ma, ca), _state(mb, cb)
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        if isinstance(sa[key], torch.Tensor):
+            assert torch.equal(sa[key], sb[key]), key
+    drop = {"time_s"}
+    assert [{k: v for k, v in r.items() if k not in drop} for r in ha] == [
+        {k: v for k, v in r.items() if k not in drop} for r in hb
+    ]
+
+
+def _nn50(small_cnn, seed):
+    torch.manual_seed(seed)
+    model = small_cnn(seed=seed)
+    return model, recipe("NN50", eps=1.0, input_shape=(1, 12, 12), num_classes=3)
+
+
+CONFIG = {"epochs": 3, "batch_size": 16, "lr": 5e-3, "lr_decay": 0.9, "kl_warmup_epochs": 1}
+
+
+def test_resume_after_an_interrupted_epoch_gives_the_same_parameters(
+    tmp_path, make_images, small_cnn
+):
+    x, y = make_images(48)
+    model, r = _nn50(small_cnn, seed=0)
+    reference = Trainer(model, r, progress=False, **CONFIG)
+    reference.fit((x, y))
+
+    def stop_after_first(trainer, record):
+        if record["epoch"] == 1:
+            raise Interrupt
+
+    model1, r1 = _nn50(small_cnn, seed=0)
+    first = Trainer(
+        model1, r1, progress=False, checkpoint_dir=tmp_path, callbacks=[stop_after_first], **CONFIG
+    )
+    with pytest.raises(Interrupt):
+        first.fit((x, y))
+    assert (tmp_path / CHECKPOINT_NAME).is_file() and len(first.history) == 1
+
+    model2, r2 = _nn50(small_cnn, seed=123)  # a fresh process: other initial weights
+    resumed = Trainer(model2, r2, progress=False, checkpoint_dir=tmp_path, **CONFIG)
+    history = resumed.fit((x, y))
+    assert [rec["epoch"] for rec in history] == [1, 2, 3]
+    _assert_same_run((model, r.channel, reference.history), (model2, r2.channel, history))
+
+
+def test_resume_after_a_crash_mid_epoch_with_a_shuffling_loader(tmp_path, make_images, small_cnn):
+    x, y = make_images(40)
+
+    def run(dataset, directory=None):
+        model = small_cnn(seed=0)
+        loader = DataLoader(
+            dataset, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(7)
+        )
+        trainer = Trainer(
+            model, recipe("MIX", eps=1.0), progress=False, checkpoint_dir=directory, **CONFIG
+        )
+        return model, trainer, trainer.fit(loader)
+
+    model, trainer, history = run(FlakyImages(x, y))
+    with pytest.raises(Interrupt):
+        run(FlakyImages(x, y, fail_at=40 + 20), tmp_path)  # in the second epoch
+    model2, trainer2, history2 = run(FlakyImages(x, y), tmp_path)
+    _assert_same_run((model, trainer.channel, history), (model2, trainer2.channel, history2))
+
+
+def test_a_short_run_lowers_the_loss_and_beats_chance(make_images, small_cnn):
+    x, y = make_images(96)
+    xv, yv = make_images(60, seed=1)
+    model = small_cnn()
+    trainer = Trainer(
+        model, recipe("MIX", eps=1.0), epochs=3, lr=1e-2, batch_size=16, progress=False
+    )
+    before = trainer.evaluate((xv, yv))
+    history = trainer.fit((x, y), val_data=(xv, yv))
+    assert before["accuracy"] < 0.6  # 3 classes: chance is 1/3
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert history[-1]["data_term"] > history[0]["data_term"]
+    assert history[-1]["val_accuracy"] >= 0.9
+    assert history[-1]["val_nll"] < before["nll"]
+    assert 0 <= history[-1]["train_accuracy"] <= 1
+
+
+def test_regression_run_learns_the_noise_and_the_mean():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(160, 4, generator=g)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 0.0]) + 0.1 * torch.randn(160, generator=g)
+    torch.manual_seed(0)
+    model = regression_mlp(4)
+    trainer = Trainer(
+        model,
+        recipe("MIX", eps=0.2, task="regression"),
+        epochs=8,
+        lr=1e-2,
+        batch_size=32,
+        progress=False,
+    )
+    before = trainer.evaluate((x, y))
+    history = trainer.fit((x, y), val_data=(x, y))
+    assert history[-1]["val_rmse"] < 0.35 * float(y.std())
+    assert history[-1]["val_rmse"] < before["rmse"]
+    assert "train_rmse" in history[-1]
+    assert abs(model.likelihood.scale.item() - 1.0) > 0.01  # the noise s is learned (init 1)
+
+
+def test_at_trains_a_deterministic_network(make_images, small_cnn):
+    x, y = make_images(64)
+    trainer = Trainer(
+        small_cnn(bayesian=False),
+        recipe("AT", eps=1.0),
+        epochs=2,
+        lr=1e-2,
+        batch_size=16,
+        progress=False,
+    )
+    history = trainer.fit((x, y), val_data=(x, y))
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert history[-1]["kl"] == 0.0
+    assert history[-1]["val_accuracy"] > 0.6
+
+
+def test_schedules_are_recorded(make_images, small_cnn):
+    x, y = make_images(16)
+    trainer = Trainer(
+        small_cnn(),
+        SurrogateELBO(),
+        epochs=3,
+        lr=0.01,
+        lr_decay=0.5,
+        kl_warmup_epochs=2,
+        batch_size=8,
+        progress=False,
+    )
+    history = trainer.fit((x, y))
+    assert [r["kl_weight"] for r in history] == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert [r["lr"] for r in history] == pytest.approx([0.01, 0.005, 0.0025])
+    assert isinstance(trainer.channel, IdentityChannel)
+
+
+def test_validation_is_the_ppd_of_the_trained_model(make_images, small_cnn):
+    x, y = make_images(20)
+    model = small_cnn(init_sigma=0.1)
+    trainer = Trainer(model, recipe("BL"), epochs=1, val_samples=4, seed=3, progress=False)
+    got = trainer.evaluate((x, y))
+    ppd = PosteriorPredictive(model, 4, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        log_probs = ppd(x)
+    assert got["nll"] == pytest.approx(float(nll(log_probs, y)), rel=1e-5)
+    assert got["accuracy"] == pytest.approx(float((log_probs.argmax(1) == y).float().mean()))
+
+
+def test_modes_restored_and_nothing_printed(capsys, make_images, small_cnn):
+    x, y = make_images(16)
+    model = small_cnn()
+    model.eval()
+    Trainer(model, recipe("OS", eps=1.0), epochs=1, batch_size=8, progress=False).fit(
+        (x, y), val_data=(x, y)
+    )
+    assert not model.training
+    assert all(p.requires_grad for p in model.parameters())
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+
+
+def test_checkpoint_of_another_objective_is_refused(tmp_path, make_images, small_cnn):
+    x, y = make_images(16)
+    Trainer(small_cnn(), recipe("BL"), epochs=1, checkpoint_dir=tmp_path, progress=False).fit(
+        (x, y)
+    )
+    other = Trainer(
+        small_cnn(),
+        recipe("OS", eps=1.0, num_channel_samples=2),
+        epochs=2,
+        checkpoint_dir=tmp_path,
+        progress=False,
+    )
+    with pytest.raises(ValueError, match="objective"):
+        other.fit((x, y))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"objective": "MIX"}, TypeError, "Recipe"),
+        ({"channel": IdentityChannel()}, ValueError, "channel"),
+        ({"epochs": 0}, ValueError, "epochs"),
+        ({"lr": 0.0}, ValueError, "lr"),
+        ({"lr_decay": 1.5}, ValueError, "lr_decay"),
+        ({"kl_warmup_epochs": -1}, ValueError, "kl_warmup_epochs"),
+        ({"dataset_size": 0}, ValueError, "dataset_size"),
+        ({"callbacks": [3]}, TypeError, "callbacks"),
+        ({"device": 3}, TypeError, "device"),
+    ],
+)
+def test_constructor_errors(small_cnn, kwargs, error, match):
+    args = {"objective": recipe("BL")} | kwargs
+    with pytest.raises(error, match=match):
+        Trainer(small_cnn(), **args)
+
+
+def test_fit_errors(make_images, small_cnn):
+    x, y = make_images(8)
+    trainer = Trainer(small_cnn(), recipe("BL"), epochs=1, progress=False)
+    with pytest.raises(TypeError, match="train_data"):
+        trainer.fit(x)
+    with pytest.raises(ValueError, match="examples"):
+        trainer.fit((x, y[:4]))
+    with pytest.raises(ValueError, match="dataset_size"):
+        Trainer(small_cnn(), recipe("BL"), dataset_size=4, progress=False).fit((x, y))
