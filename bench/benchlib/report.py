@@ -1,0 +1,218 @@
+"""Markdown tables and PNG plots from tidy result rows (the paper's layouts)."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from benchlib.results import Row
+
+Summary = dict[tuple[str, str, float], tuple[float, float, int]]
+
+
+def summarise(rows: Iterable[Row], metric: str) -> Summary:
+    """Mean, standard deviation and count of ``metric`` over seeds per (model, attack, eps).
+
+    The standard deviation is the sample one (``n - 1``), 0 for a single seed.
+    """
+    groups: dict[tuple[str, str, float], list[float]] = defaultdict(list)
+    for row in rows:
+        value = row.get(metric)
+        if value is None:
+            continue
+        groups[(row["model"], row["attack"], round(float(row["eps"]), 6))].append(float(value))
+    out: Summary = {}
+    for key, values in groups.items():
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        out[key] = (statistics.fmean(values), std, len(values))
+    return out
+
+
+def _cell(summary: Summary, key: tuple[str, str, float], digits: int) -> str:
+    if key not in summary:
+        return "—"
+    mean, std, _ = summary[key]
+    return f"{mean:.{digits}f} ({std:.{digits}f})"
+
+
+def _eps_key(attack: str, eps: float, clean: str) -> float:
+    return 0.0 if attack == clean else round(float(eps), 6)
+
+
+def table_at_strength(
+    rows: Sequence[Row],
+    *,
+    metric: str,
+    eps: float,
+    models: Sequence[str],
+    attacks: Sequence[str],
+    clean: str = "Clean",
+    digits: int = 2,
+    best: str | None = None,
+) -> str:
+    """A paper-style table (Tables 1–4): one row per model, one column per attack.
+
+    Cells are ``mean (std)`` over seeds at strength ``eps`` (the clean column at ``eps = 0``).
+    ``best`` (``"max"`` or ``"min"``) puts the best mean of each column in bold.
+    """
+    summary = summarise(rows, metric)
+    lines = ["| Model | " + " | ".join(attacks) + " |", "|---" * (len(attacks) + 1) + "|"]
+    bests: dict[str, float] = {}
+    if best is not None:
+        for attack in attacks:
+            means = [
+                summary[(m, attack, _eps_key(attack, eps, clean))][0]
+                for m in models
+                if (m, attack, _eps_key(attack, eps, clean)) in summary
+            ]
+            if means:
+                bests[attack] = max(means) if best == "max" else min(means)
+    for model in models:
+        cells = []
+        for attack in attacks:
+            key = (model, attack, _eps_key(attack, eps, clean))
+            cell = _cell(summary, key, digits)
+            if (
+                key in summary
+                and attack in bests
+                and round(summary[key][0], digits) == round(bests[attack], digits)
+            ):
+                cell = f"**{cell}**"
+            cells.append(cell)
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def table_over_strengths(
+    rows: Sequence[Row],
+    *,
+    model: str,
+    metrics: Sequence[tuple[str, str]],
+    attacks: Sequence[str],
+    strengths: Sequence[float],
+    clean: str = "Clean",
+    digits: int = 2,
+) -> str:
+    """A Table-7-style table for one model: rows are strengths, columns attacks per metric.
+
+    Args:
+        metrics: ``(metric key, column-group title)`` pairs, e.g. ``("accuracy", "Accuracy")``.
+    """
+    summaries = {metric: summarise(rows, metric) for metric, _ in metrics}
+    head = ["Strength"] + [f"{title}: {a}" for _, title in metrics for a in attacks]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    clean_cells = []
+    for metric, _ in metrics:
+        key = (model, clean, 0.0)
+        clean_cells += [_cell(summaries[metric], key, digits)] + [""] * (len(attacks) - 1)
+    lines.append("| Clean | " + " | ".join(clean_cells) + " |")
+    for eps in strengths:
+        cells = [
+            _cell(summaries[metric], (model, attack, round(float(eps), 6)), digits)
+            for metric, _ in metrics
+            for attack in attacks
+        ]
+        lines.append(f"| {eps:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_metric_vs_strength(
+    rows: Sequence[Row],
+    *,
+    metric: str,
+    attack: str,
+    models: Sequence[str],
+    strengths: Sequence[float],
+    path: Path,
+    title: str,
+    ylabel: str,
+    clean: str = "Clean",
+    log_y: bool = False,
+) -> None:
+    """Plot ``metric`` (mean ± std over seeds) against attack strength, one line per model.
+
+    The clean value is drawn at strength 0 (Figures 3, 4, 6 and 7 of the paper).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = summarise(rows, metric)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for model in models:
+        xs, ys, es = [], [], []
+        if (model, clean, 0.0) in summary:
+            mean, std, _ = summary[(model, clean, 0.0)]
+            xs.append(0.0)
+            ys.append(mean)
+            es.append(std)
+        for eps in strengths:
+            key = (model, attack, round(float(eps), 6))
+            if key in summary:
+                mean, std, _ = summary[key]
+                xs.append(float(eps))
+                ys.append(mean)
+                es.append(std)
+        if xs:
+            ax.errorbar(xs, ys, yerr=es, marker="o", ms=3, capsize=2, label=model)
+    ax.set_xlabel("attack strength ε (L2)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if log_y:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_predictive_distributions(
+    images: Sequence[object],
+    labels: Sequence[int],
+    probabilities: dict[str, Sequence[Sequence[float]]],
+    *,
+    path: Path,
+    title: str,
+) -> None:
+    """Attacked images next to each model's predictive distribution (Figures 8 and 9).
+
+    Args:
+        images: ``K`` attacked images, each an array-like ``(H, W)`` in ``[0, 1]``.
+        labels: Their true labels.
+        probabilities: ``model -> K`` lists of class probabilities.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(probabilities)
+    k = len(images)
+    fig, axes = plt.subplots(k, 1 + len(models), figsize=(2.2 * (1 + len(models)), 1.9 * k))
+    if k == 1:
+        axes = [axes]
+    for i in range(k):
+        axes[i][0].imshow(images[i], cmap="gray", vmin=0.0, vmax=1.0)
+        axes[i][0].set_xticks([])
+        axes[i][0].set_yticks([])
+        axes[i][0].set_ylabel(f"label {labels[i]}")
+        for j, model in enumerate(models):
+            probs = list(probabilities[model][i])
+            ax = axes[i][j + 1]
+            colors = ["tab:green" if c == labels[i] else "tab:gray" for c in range(len(probs))]
+            ax.bar(range(len(probs)), probs, color=colors)
+            ax.set_ylim(0, 1)
+            ax.set_xticks(range(len(probs)))
+            ax.tick_params(labelsize=6)
+            if i == 0:
+                ax.set_title(model)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
