@@ -1,33 +1,47 @@
-"""Perf section of adv_reactive (issue 6): the streaming log-weight aggregation.
+"""Perf section of adv_reactive (issue 6): the reactive defence against standard BNN inference.
 
-On random data shaped like MNIST (B = 256 test inputs, D = 784, N = 60,000 training inputs,
-M = 10 posterior draws, C = 10 classes; smaller with ``--quick``):
+On the paper's Bayesian MNIST CNN (``bnn_core.mnist_cnn()``) with random MNIST-shaped data
+(N = 60,000 training inputs, M = 10 posterior draws, test batch B = 256; ``--quick``:
+N = 4,096, M = 4, B = 64):
 
+* :meth:`adv_reactive.ReactivePPD.fit`, once per channel (identity: N keys shared by the
+  draws; one-step: M·N keys): wall time, and its peak memory beyond what existed before
+  (Linux ``VmHWM`` after resetting it through ``/proc/self/clear_refs``; on CUDA the
+  allocator's peak), against the size of the stored state;
+* reactive inference (online and offline, both channels; no gradients) time per test input
+  relative to standard BNN inference with the same M (``PosteriorPredictive`` forward),
+  measured round-robin in the same run (goals: identity <= 3x, one-step <= 20x; the paper
+  reports > 1000x), and an adaptive attack's gradient step through the defence relative to
+  one through the undefended PPD;
 * the fraction of the device's measured fp32 matmul throughput, a plain ``(B×D)·(D×N)``
   product timed in the same run, that the log-weight computation reaches (the aggregation
-  with shared keys, counting its ``2·B·N·D`` matmul flops), with ``cdist`` for reference;
-* time per test input of online and offline aggregation with shared keys (identity channel,
-  N keys) and per-draw keys (one-step channel, M·N keys), and of a gradient w.r.t. the
-  inputs (what an adaptive attack pays);
-* on CUDA, the fused Triton kernel through ``triton.testing.do_bench``: time, TFLOP/s, speedup
-  over the PyTorch path, and the op's peak memory beyond its inputs.
+  with shared keys and cached norms, counting its ``2·B·N·D`` matmul flops), with ``cdist``
+  for reference;
+* on CUDA, the fused Triton kernel through ``triton.testing.do_bench``: time, TFLOP/s,
+  speedup over the PyTorch path, and the op's peak memory beyond its inputs.
 
-The overhead against standard BNN inference with the same M (goals: identity <= 3x, one-step
-<= 20x) needs ``bnn_core``; :func:`_standard_inference` is the hook where it plugs in.
+The full run fits the defence on 60,000 inputs twice (minutes on a small CPU: the values
+need M·N forward passes of the CNN, the one-step keys M·N gradients).
 """
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
-from adv_reactive import reactive_aggregate, squared_norms
+from adv_reactive import ReactivePPD, reactive_aggregate
 from adv_reactive._triton import TRITON_AVAILABLE
 from benchlib.timing import interleaved_times
 from perf_sections.base import Context, Figure
 
 _PREFIX = "reactive"
+SIGMA = 2.0
+EPS = 1.0
+GOALS = {"identity": "<= 3", "one_step": "<= 20"}
 
 
 def _sizes(ctx: Context) -> dict[str, int]:
@@ -37,140 +51,232 @@ def _sizes(ctx: Context) -> dict[str, int]:
 
 
 def _data(ctx: Context, s: dict[str, int]) -> dict[str, torch.Tensor]:
-    gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
-    dev = ctx.device
-    keys = torch.rand(s["N"], s["D"], generator=gen, device=dev)
-    # One-step channel: each training input moved by a per-draw perturbation.
-    per_draw = keys + 0.1 * torch.randn(s["M"], s["N"], s["D"], generator=gen, device=dev)
-    pick = torch.randint(0, s["N"], (s["B"],), generator=gen, device=dev)
-    queries = keys[pick] + 0.3 * torch.randn(s["B"], s["D"], generator=gen, device=dev)
-    logits = 2 * torch.randn(s["M"], s["N"], s["C"], generator=gen, device=dev)
-    values = torch.softmax(logits, dim=-1)
-    return {
-        "queries": queries,
-        "keys": keys,
-        "key_norms": squared_norms(keys),
-        "per_draw": per_draw,
-        "per_draw_norms": squared_norms(per_draw),
-        "values": values,
-        "mean_values": values.mean(0),
+    """Random MNIST-shaped training inputs and labels, and test inputs near training inputs."""
+    gen = torch.Generator().manual_seed(ctx.seed)
+    x_train = torch.rand(s["N"], 1, 28, 28, generator=gen)
+    y_train = torch.randint(0, s["C"], (s["N"],), generator=gen)
+    pick = torch.randint(0, s["N"], (s["B"],), generator=gen)
+    noise = 0.3 * torch.randn(s["B"], 1, 28, 28, generator=gen)
+    x_test = (x_train[pick] + noise).clamp(0.0, 1.0)
+    return {k: v.to(ctx.device) for k, v in (("x", x_train), ("y", y_train), ("x_test", x_test))}
+
+
+class _PeakMemory:
+    """Peak memory growth of a block: CUDA allocator peak, or Linux ``VmHWM`` (else None)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.growth_gb: float | None = None
+
+    @staticmethod
+    def _hwm_kb() -> int:
+        status = Path("/proc/self/status").read_text()
+        match = re.search(r"VmHWM:\s+(\d+)", status)
+        assert match is not None
+        return int(match.group(1))
+
+    def __enter__(self) -> _PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+            return self
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # reset the peak to the current RSS
+            self._base = self._hwm_kb()
+        except OSError:
+            self._base = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device) - self._base
+            self.growth_gb = peak / 2**30
+        elif self._base is not None:
+            self.growth_gb = (self._hwm_kb() - self._base) / 2**20
+
+
+def _fit(ctx: Context, s: dict[str, int], model, d) -> tuple[dict[str, ReactivePPD], list[Figure]]:
+    from adv_channels import GaussianChannel, OneStepChannel
+
+    channels = {
+        "identity": GaussianChannel(SIGMA),
+        "one_step": OneStepChannel(eps=EPS, sigma=SIGMA),
     }
-
-
-def _standard_inference(ctx: Context, s: dict[str, int]) -> Callable[[], object] | None:
-    """Standard BNN inference with M draws on B MNIST inputs, for the overhead ratios.
-
-    Returns ``None`` until the comparison is wired to ``bnn_core`` (``mnist_cnn`` and
-    ``forward_samples`` with ``num_samples=M``); the overhead figures are then skipped.
-    """
-    return None
+    fitted: dict[str, ReactivePPD] = {}
+    figs: list[Figure] = []
+    for name, channel in channels.items():
+        gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
+        rppd = ReactivePPD(model, channel, num_samples=s["M"], generator=gen)
+        with _PeakMemory(ctx.device) as peak:
+            t0 = time.perf_counter()
+            rppd.fit(d["x"], d["y"], progress=False)
+            if ctx.device.type == "cuda":
+                torch.cuda.synchronize(ctx.device)
+            seconds = time.perf_counter() - t0
+        fitted[name] = rppd
+        state = [rppd.keys, rppd.key_sq_norms, rppd.values]
+        if not rppd.shared_keys:
+            state.append(rppd.inputs)
+        state_gb = sum(t.numel() * t.element_size() for t in state) / 2**30
+        what = f"N={s['N']}, M={s['M']}, MNIST CNN on {ctx.device}"
+        figs += [
+            Figure(f"{_PREFIX}.{name}.fit.s", seconds, "s", note=f"ReactivePPD.fit, {what}"),
+            Figure(
+                f"{_PREFIX}.{name}.fit.ms_per_input",
+                1e3 * seconds / s["N"],
+                "ms",
+                note=f"fit time per training input ({s['M']} draws each)",
+            ),
+            Figure(
+                f"{_PREFIX}.{name}.state_gb",
+                state_gb,
+                "GB",
+                note="stored keys, norms, values (and training inputs for per-draw keys)",
+            ),
+        ]
+        if peak.growth_gb is not None:
+            goal = "<= 8" if s["N"] >= 60_000 else ""
+            figs.append(
+                Figure(
+                    f"{_PREFIX}.{name}.fit.peak_gb",
+                    peak.growth_gb,
+                    "GB",
+                    goal=goal,
+                    note=f"peak memory of fit beyond what existed before ({what})",
+                )
+            )
+    return fitted, figs
 
 
 def run(ctx: Context) -> list[Figure]:
+    import bnn_core
+
     s = _sizes(ctx)
     d = _data(ctx, s)
-    sigma = 2.0
     size = f"B={s['B']}, D={s['D']}, N={s['N']}, M={s['M']}"
-    figs: list[Figure] = []
-    q, keys = d["queries"], d["keys"]
-    backend = "torch"
+    torch.manual_seed(ctx.seed)
+    model = bnn_core.mnist_cnn(init_sigma=0.05).to(ctx.device)
+    fitted, figs = _fit(ctx, s, model, d)
+    identity, one_step = fitted["identity"], fitted["one_step"]
 
-    def agg(keys_: torch.Tensor, norms: torch.Tensor, values: torch.Tensor, mode: str) -> object:
-        return reactive_aggregate(
-            q, keys_, values, sigma=sigma, mode=mode, key_sq_norms=norms, backend=backend
-        )
+    x_test = d["x_test"]
+    q = x_test.flatten(1)
+    keys, norms = identity.keys, identity.key_sq_norms
+    mean_values = identity.values.mean(0)
+    ppd = bnn_core.PosteriorPredictive(model, s["M"])
+    backend = "torch"  # the CPU path; the kernel is timed in _cuda_figures
 
-    def grad_shared() -> object:
-        x = q.clone().requires_grad_()
-        out = reactive_aggregate(
-            x, keys, d["mean_values"], sigma=sigma, key_sq_norms=d["key_norms"], backend=backend
-        ).output
-        return torch.autograd.grad(out[:, 0].sum(), x)
+    def infer(predictive: Callable, mode: str | None = None) -> Callable[[], object]:
+        def call() -> object:
+            if mode is not None:
+                predictive.mode = mode
+            with torch.no_grad():
+                return predictive(x_test)
+
+        return call
+
+    def attack_step(predictive: Callable) -> Callable[[], object]:
+        def call() -> object:  # one gradient of the PPD's NLL w.r.t. the inputs
+            x = x_test.clone().requires_grad_(True)
+            log_probs = predictive(x)
+            return torch.autograd.grad(-log_probs[:, 0].sum(), x)
+
+        return call
 
     fns: dict[str, Callable[[], object]] = {
+        "standard": infer(ppd),
+        "identity.online": infer(identity, "online"),
+        "identity.offline": infer(identity, "offline"),
+        "one_step.online": infer(one_step, "online"),
+        "one_step.offline": infer(one_step, "offline"),
+        "standard.grad": attack_step(ppd),
+        "identity.grad": attack_step(identity),
         "matmul": lambda: q @ keys.T,
         "cdist": lambda: torch.cdist(q, keys),
-        "shared.online": lambda: agg(keys, d["key_norms"], d["mean_values"], "online"),
-        "shared.offline": lambda: agg(keys, d["key_norms"], d["values"], "offline"),
-        "shared.grad": grad_shared,
-        "per_draw.online": lambda: agg(d["per_draw"], d["per_draw_norms"], d["values"], "online"),
-        "per_draw.offline": lambda: agg(d["per_draw"], d["per_draw_norms"], d["values"], "offline"),
+        "logweights": lambda: reactive_aggregate(
+            q, keys, mean_values, sigma=SIGMA, key_sq_norms=norms, backend=backend
+        ),
     }
-    standard = _standard_inference(ctx, s)
-    if standard is not None:
-        fns["standard"] = standard
+    identity.mode = one_step.mode = "online"
     t = interleaved_times(fns, repeats=ctx.repeats, device=ctx.device)
 
+    for name in ("identity", "one_step"):
+        keys_n = s["N"] if name == "identity" else s["M"] * s["N"]
+        for mode in ("online", "offline"):
+            key = f"{name}.{mode}"
+            figs += [
+                Figure(
+                    f"{_PREFIX}.{name}.{mode}_vs_standard",
+                    t[key] / t["standard"],
+                    "x",
+                    goal=GOALS[name],
+                    note=f"reactive inference ({mode}, {keys_n} keys) per test input vs "
+                    f"standard BNN inference (PosteriorPredictive, M={s['M']}), {size}",
+                ),
+                Figure(
+                    f"{_PREFIX}.{name}.{mode}.ms_per_input",
+                    1e3 * t[key] / s["B"],
+                    "ms",
+                    note=f"ReactivePPD forward, {name} channel, {mode}, no grad, {size}",
+                ),
+            ]
+    figs += [
+        Figure(
+            f"{_PREFIX}.standard.ms_per_input",
+            1e3 * t["standard"] / s["B"],
+            "ms",
+            note=f"standard BNN inference, MNIST CNN, M={s['M']}, batch {s['B']}, no grad",
+        ),
+        Figure(
+            f"{_PREFIX}.identity.grad_vs_standard_grad",
+            t["identity.grad"] / t["standard.grad"],
+            "x",
+            note="one attack gradient through the defence (identity, online) vs through the "
+            "undefended PPD",
+        ),
+    ]
     flops = 2 * s["B"] * s["N"] * s["D"]
-    figs.append(
+    figs += [
         Figure(
             f"{_PREFIX}.matmul.gflops",
             flops / t["matmul"] / 1e9,
             "GFLOP/s",
             note=f"fp32 (B×D)·(D×N) matmul on {ctx.device}, {size}",
-        )
-    )
-    figs.append(
+        ),
         Figure(
             f"{_PREFIX}.logweights.matmul_fraction",
-            100 * t["matmul"] / t["shared.online"],
+            100 * t["matmul"] / t["logweights"],
             "%",
             goal=">= 70",
             note="streaming log-sum-exp aggregation (torch path, cached key norms, shared keys) "
             "vs the plain matmul, counting 2·B·N·D flops",
-        )
-    )
-    figs.append(
+        ),
         Figure(
             f"{_PREFIX}.cdist.matmul_fraction",
             100 * t["matmul"] / t["cdist"],
             "%",
             note="torch.cdist(queries, keys) vs the plain matmul (reference)",
-        )
-    )
-    for key in ("shared.online", "shared.offline", "per_draw.online", "per_draw.offline"):
-        keys_n = s["N"] if key.startswith("shared") else s["M"] * s["N"]
-        figs.append(
-            Figure(
-                f"{_PREFIX}.{key}.ms_per_query",
-                1e3 * t[key] / s["B"],
-                "ms",
-                note=f"{key.replace('.', ' ')} aggregation over {keys_n} keys, torch path, {size}",
-            )
-        )
-    figs.append(
+        ),
         Figure(
-            f"{_PREFIX}.per_draw.relative_to_shared",
-            t["per_draw.online"] / t["shared.online"],
+            f"{_PREFIX}.one_step.relative_to_identity",
+            t["one_step.online"] / t["identity.online"],
             "x",
             note=f"per-draw keys (M·N) vs shared keys (N), online; M = {s['M']}",
-        )
-    )
-    figs.append(
-        Figure(
-            f"{_PREFIX}.shared.grad.relative_to_forward",
-            t["shared.grad"] / t["shared.online"],
-            "x",
-            note="forward + backward w.r.t. the inputs vs forward (adaptive attacks)",
-        )
-    )
-    if standard is not None:
-        for key, goal, name in (
-            ("shared.online", "<= 3", "identity"),
-            ("per_draw.online", "<= 20", "one_step"),
-        ):
-            figs.append(
-                Figure(
-                    f"{_PREFIX}.{name}.overhead_vs_bnn",
-                    t[key] / t["standard"],
-                    "x",
-                    goal=goal,
-                    note=f"reactive inference ({name} channel) vs standard BNN inference, M = "
-                    f"{s['M']}",
-                )
-            )
+        ),
+    ]
     if ctx.device.type == "cuda" and TRITON_AVAILABLE:
-        figs.extend(_cuda_figures(ctx, s, d, sigma))
+        cuda_data = {
+            "queries": q,
+            "keys": keys,
+            "key_norms": norms,
+            "mean_values": mean_values,
+            "per_draw": one_step.keys,
+            "per_draw_norms": one_step.key_sq_norms,
+            "values": one_step.values,
+        }
+        figs.extend(_cuda_figures(ctx, s, cuda_data, SIGMA))
     return figs
 
 

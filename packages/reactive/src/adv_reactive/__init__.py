@@ -1,8 +1,9 @@
 """Reactive adversarial defence (SPEC §5).
 
 Online/offline reactive posterior predictives computed as a streaming, log-space weighted
-aggregation (PyTorch and a fused Triton kernel), and randomized smoothing
-(PREDICT/CERTIFY of Cohen et al. 2019).
+aggregation (PyTorch and a fused Triton kernel), the fit/predict object
+:class:`ReactivePPD` (classification and regression, identity and one-step channels), and
+randomized smoothing (PREDICT/CERTIFY of Cohen et al. 2019).
 
 Example:
     >>> import torch
@@ -17,8 +18,13 @@ from __future__ import annotations
 from adv_reactive import smoothing
 from adv_reactive._triton import TRITON_AVAILABLE
 from adv_reactive.binomial import betainc, binomial_test, clopper_pearson_lower
+from adv_reactive.channels import channel_sigma
+from adv_reactive.draw_predictive import DrawPredictive
+from adv_reactive.gaussian_mixture import reactive_gaussian_log_prob
 from adv_reactive.ops import ReactiveAggregate, reactive_aggregate, squared_norms
 from adv_reactive.options import AggregationMode, Backend
+from adv_reactive.prediction import PurifiedInputs, ReactivePrediction
+from adv_reactive.reactive_ppd import ReactivePPD
 from adv_reactive.smoothing import ABSTAIN, Certificate, certified_accuracy, certify
 
 __version__ = "0.1.0"
@@ -29,14 +35,20 @@ __all__ = [
     "AggregationMode",
     "Backend",
     "Certificate",
+    "DrawPredictive",
+    "PurifiedInputs",
     "ReactiveAggregate",
+    "ReactivePPD",
+    "ReactivePrediction",
     "__version__",
     "betainc",
     "binomial_test",
     "certified_accuracy",
     "certify",
+    "channel_sigma",
     "clopper_pearson_lower",
     "reactive_aggregate",
+    "reactive_gaussian_log_prob",
     "smoothing",
     "squared_norms",
 ]

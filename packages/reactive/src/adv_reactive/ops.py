@@ -82,7 +82,9 @@ def squared_norms(keys: Tensor) -> Tensor:
     dtype = keys.dtype if keys.dtype in (torch.float32, torch.float64) else torch.float32
     flat = keys.reshape(-1, keys.shape[-1]) if keys.dim() > 0 else keys.reshape(1, 1)
     out = torch.empty(flat.shape[0], dtype=dtype, device=keys.device)
-    step = 1 << 16  # bounded temporaries for half-precision keys
+    # Bounded temporaries (vecdot materialises the products; half-precision keys are cast):
+    # about 2^22 elements per block, 16 MB in float32.
+    step = max(1, (1 << 22) // max(1, flat.shape[1]))
     for start in range(0, flat.shape[0], step):
         block = flat[start : start + step].to(dtype)
         out[start : start + step] = torch.linalg.vecdot(block, block)
