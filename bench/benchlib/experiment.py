@@ -1,0 +1,152 @@
+"""Run directories, configuration guards and cached, resumable training for bench scripts.
+
+A run lives in ``results/<task>/<run>/``: ``config.json`` (what the run was started with),
+``models/<name>.pt`` (finished models, never retrained on rerun), ``checkpoints/<name>/``
+(per-epoch checkpoints of the model being trained: an interrupted run resumes there),
+``rows.jsonl`` (every evaluation row as soon as it exists), and at the end
+``results.json``, ``tables.md``, the PNG plots and ``paper_vs_ours.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from bnn_core import load_model, save_model
+from robust_vi import Recipe, Trainer
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class RunDirectory:
+    """The files of one run (see the module docstring)."""
+
+    root: Path
+
+    @property
+    def models(self) -> Path:
+        """Folder of the finished models."""
+        return self.root / "models"
+
+    @property
+    def checkpoints(self) -> Path:
+        """Folder of per-epoch training checkpoints."""
+        return self.root / "checkpoints"
+
+    @property
+    def rows(self) -> Path:
+        """The append-only evaluation rows."""
+        return self.root / "rows.jsonl"
+
+    def prepare(self, config: dict[str, Any], *, fresh: bool, guarded: tuple[str, ...]) -> None:
+        """Create the run directory, or check that a rerun uses the same settings.
+
+        Args:
+            config: The run's configuration (JSON-serialisable).
+            fresh: Delete whatever an earlier run left here first.
+            guarded: Keys of ``config`` that cached models and rows depend on; a rerun with
+                other values must use ``--fresh`` or another ``--run``.
+
+        Raises:
+            SystemExit: When a rerun changes a guarded setting.
+        """
+        if fresh and self.root.exists():
+            shutil.rmtree(self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / "config.json"
+        if path.exists():
+            old = json.loads(path.read_text())
+            changed = [k for k in guarded if old.get(k) != config.get(k)]
+            if changed:
+                raise SystemExit(
+                    f"{self.root} holds a run with other settings ({', '.join(changed)}); "
+                    "use --fresh to start it again or --run NAME for a new run"
+                )
+        path.write_text(json.dumps(config, indent=2, default=str))
+
+
+@dataclass
+class TrainSpec:
+    """What to train: a named model, how to build it and the recipe to fit it with."""
+
+    name: str
+    build: Callable[[], nn.Module]
+    recipe: Recipe
+    epochs: int
+    lr: float
+    lr_decay: float
+    batch_size: int
+    seed: int
+    kl_warmup_epochs: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def train_or_load(
+    spec: TrainSpec,
+    train: tuple[torch.Tensor, torch.Tensor],
+    run: RunDirectory,
+    device: torch.device,
+    *,
+    progress: bool = True,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Return the trained model ``spec.name``, training it only if no finished copy exists.
+
+    Training checkpoints every epoch under ``run.checkpoints/<name>`` and resumes from there
+    after an interruption. The finished model is saved to ``run.models/<name>.pt`` with its
+    training history and wall time beside it (``<name>.json``).
+
+    Returns:
+        The model (on ``device``, in eval mode) and ``{"history", "train_time_s"}``.
+    """
+    final = run.models / f"{spec.name}.pt"
+    meta_path = run.models / f"{spec.name}.json"
+    if final.exists() and meta_path.exists():
+        model = load_model(final, map_location=device)
+        return model.eval(), json.loads(meta_path.read_text())
+    model = spec.build().to(device)
+    trainer = Trainer(
+        model,
+        spec.recipe,
+        dataset_size=len(train[0]),
+        epochs=spec.epochs,
+        lr=spec.lr,
+        lr_decay=spec.lr_decay,
+        kl_warmup_epochs=spec.kl_warmup_epochs,
+        batch_size=spec.batch_size,
+        seed=spec.seed,
+        device=device,
+        checkpoint_dir=run.checkpoints / spec.name,
+        resume=True,
+        progress=progress,
+    )
+    start = time.perf_counter()
+    history = trainer.fit(train)
+    elapsed = time.perf_counter() - start
+    # A resumed run only timed its last epochs: the per-epoch times in the history are whole.
+    train_time = sum(float(h.get("time_s", 0.0)) for h in history) or elapsed
+    run.models.mkdir(parents=True, exist_ok=True)
+    save_model(model, final)
+    meta = {"history": history, "train_time_s": train_time, **spec.extra}
+    meta_path.write_text(json.dumps(meta, indent=2, default=float))
+    shutil.rmtree(run.checkpoints / spec.name, ignore_errors=True)
+    return model.eval(), meta
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when available, else the CPU; anything else is taken as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def config_dict(obj: object) -> dict[str, Any]:
+    """A dataclass as a JSON-ready dict (tuples become lists)."""
+    return json.loads(json.dumps(asdict(obj), default=str))  # type: ignore[arg-type]
