@@ -6,7 +6,7 @@ logits, a Bayesian network's posterior predictive (PPD log-probabilities, draws 
 redrawn every step with ``eot=True``), and a Gaussian regressor returning ``(mean, var)``.
 Each attack is a function (``pgd``) and a configurable class (``PGD``).
 
-Example:
+Examples:
     >>> import torch
     >>> from adv_attacks import pgd
     >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))

@@ -39,7 +39,7 @@ class EntropyAttack(PGD):
     Shape:
         - x: ``(B, *)``; output: ``(B, *)``.
 
-    Example:
+    Examples:
         >>> net = torch.nn.Linear(5, 3)
         >>> x_adv = EntropyAttack(eps=0.5, steps=5)(net, torch.rand(4, 5))
         >>> x_adv.shape

@@ -23,7 +23,7 @@ def frozen_parameters(model: object) -> Iterator[None]:
     Args:
         model: The predictive; only ``nn.Module`` instances are affected.
 
-    Example:
+    Examples:
         >>> net = nn.Linear(3, 2)
         >>> with frozen_parameters(net):
         ...     net.weight.requires_grad

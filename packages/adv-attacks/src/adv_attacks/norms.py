@@ -34,7 +34,7 @@ def per_example_norm(t: Tensor, norm: Norm | str = Norm.L2) -> Tensor:
     Returns:
         Shape ``(B,)``.
 
-    Example:
+    Examples:
         >>> per_example_norm(torch.tensor([[3.0, 4.0], [0.0, -1.0]]))
         tensor([5., 1.])
     """
@@ -114,7 +114,7 @@ def random_in_ball(
     Returns:
         Perturbations with ``x``'s shape, dtype and device.
 
-    Example:
+    Examples:
         >>> x = torch.zeros(2, 3, 4)
         >>> d = random_in_ball(x, torch.tensor([1.0, 0.0]))
         >>> bool(per_example_norm(d)[0] <= 1.0), float(per_example_norm(d)[1])

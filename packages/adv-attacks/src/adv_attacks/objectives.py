@@ -60,7 +60,7 @@ class ObjectiveSpec:
         targeted: Whether ``y`` is a target to move towards rather than a label to move away
             from (``nll``, ``mse``, ``cw`` only).
 
-    Example:
+    Examples:
         >>> spec = ObjectiveSpec("cw", kappa=0.5)
         >>> spec.needs_labels
         True
@@ -202,7 +202,7 @@ def objective_values(
         ValueError: For an objective undefined for this task (``cw`` on regression, ``mse``
             on classification), a missing ``y``, or a bad option.
 
-    Example:
+    Examples:
         >>> from adv_attacks.predictive import read_output
         >>> out = read_output(torch.tensor([[2.0, 0.0, -1.0]]), batch_size=1)
         >>> objective_values(out, torch.tensor([0]), "cw")  # log p_1 - log p_0 = -2

@@ -37,7 +37,7 @@ class OneStep(Attack):
     Shape:
         - x: ``(B, *)``; y: ``(B,)``; output: ``(B, *)``.
 
-    Example:
+    Examples:
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
         >>> x = torch.rand(2, 1, 2, 2)
         >>> x_adv = OneStep(eps=0.1)(net, x, torch.tensor([0, 2]))
@@ -156,7 +156,7 @@ def one_step(
     Returns:
         The adversarial batch, or an :class:`AttackResult`.
 
-    Example:
+    Examples:
         >>> net = torch.nn.Linear(5, 3)
         >>> x = torch.rand(8, 5)
         >>> x_adv = one_step(net, x, eps=0.5, clamp=None)

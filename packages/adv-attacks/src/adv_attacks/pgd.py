@@ -112,7 +112,7 @@ class PGD(Attack):
     Shape:
         - x: ``(B, *)``; y: ``(B,)``; output: ``(B, *)``.
 
-    Example:
+    Examples:
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
         >>> x = torch.rand(2, 1, 2, 2)
         >>> x_adv = PGD(eps=0.3, steps=10)(net, x, torch.tensor([0, 2]))
@@ -269,7 +269,7 @@ def pgd(
     Returns:
         The adversarial batch, or an :class:`AttackResult`.
 
-    Example:
+    Examples:
         >>> net = torch.nn.Linear(5, 3)
         >>> x = torch.rand(8, 5)
         >>> res = pgd(net, x, eps=0.5, norm="linf", steps=5, return_info=True)

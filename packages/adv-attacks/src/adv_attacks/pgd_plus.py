@@ -52,7 +52,7 @@ class PGDPlus(Attack):
     Shape:
         - x: ``(B, *)``; y: ``(B,)``; output: ``(B, *)``.
 
-    Example:
+    Examples:
         >>> net = torch.nn.Linear(5, 3)
         >>> x_adv = PGDPlus(eps=0.5, nll_steps=3, entropy_steps=3)(net, torch.rand(4, 5))
         >>> x_adv.shape

@@ -114,7 +114,7 @@ def read_output(output: object, batch_size: int) -> PredictiveOutput:
         TypeError: If ``output`` is neither a tensor nor a pair of tensors.
         ValueError: If the shapes do not match the batch.
 
-    Example:
+    Examples:
         >>> import torch
         >>> out = read_output(torch.zeros(4, 3), batch_size=4)
         >>> out.num_classes

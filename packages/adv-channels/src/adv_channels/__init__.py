@@ -6,7 +6,7 @@ per minibatch, as in the paper, or per example), and learned label-conditioned g
 trained GAN-style; the paper's OS, OS50, MIX, NN, NN50 and AT channels as constructors.
 Depends on torch and adv-attacks only.
 
-Example:
+Examples:
     >>> import torch
     >>> from adv_channels import mix_channel
     >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))

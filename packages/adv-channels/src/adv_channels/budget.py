@@ -34,7 +34,7 @@ def squash_to_ball(m: Tensor, eps: float) -> Tensor:
     Returns:
         Same shape, each example with L2 norm ``ε tanh(‖m‖/ε) < ε``; differentiable.
 
-    Example:
+    Examples:
         >>> m = torch.tensor([[3.0, 4.0], [0.003, 0.004]])
         >>> out = squash_to_ball(m, 1.0)
         >>> out.norm(dim=1)  # tanh(5), tanh(0.005)

@@ -34,7 +34,7 @@ def standard_normal(x: Tensor, generator: torch.Generator | None = None) -> Tens
     Returns:
         ``ξ ~ N(0, I)``, shape ``x.shape``.
 
-    Example:
+    Examples:
         >>> g = torch.Generator().manual_seed(0)
         >>> standard_normal(torch.zeros(2, 3), g).shape
         torch.Size([2, 3])
@@ -57,7 +57,7 @@ def diag_normal_log_prob(value: Tensor, loc: Tensor, scale: Tensor | float) -> T
     Returns:
         Shape ``(B,)``.
 
-    Example:
+    Examples:
         >>> v = torch.tensor([[0.0, 1.0]])
         >>> lp = diag_normal_log_prob(v, torch.zeros(1, 2), 1.0)
         >>> ref = torch.distributions.Normal(0.0, 1.0).log_prob(v).sum(1)

@@ -44,7 +44,7 @@ def encode_labels(y: Tensor, num_classes: int | None, dtype: torch.dtype) -> Ten
     Raises:
         TypeError, ValueError: For labels of the wrong kind, shape or range.
 
-    Example:
+    Examples:
         >>> encode_labels(torch.tensor([2, 0]), 3, torch.float32)
         tensor([[0., 0., 1.],
                 [1., 0., 0.]])
@@ -77,7 +77,7 @@ class ConvGenerator(nn.Module):
     Shape:
         - x: ``(B, C, H, W)``; y: ``(B,)``; outputs: two ``(B, C, H, W)`` tensors.
 
-    Example:
+    Examples:
         >>> net = ConvGenerator(1, 28, num_classes=10)
         >>> m, s = net(torch.rand(2, 1, 28, 28), torch.tensor([3, 7]))
         >>> m.shape, s.shape
@@ -144,7 +144,7 @@ class DenseGenerator(nn.Module):
     Shape:
         - x: ``(B, D)``; y: ``(B,)`` or ``(B, 1)``; outputs: two ``(B, D)`` tensors.
 
-    Example:
+    Examples:
         >>> net = DenseGenerator(8)
         >>> m, s = net(torch.randn(4, 8), torch.randn(4))
         >>> m.shape

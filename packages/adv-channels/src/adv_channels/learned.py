@@ -65,7 +65,7 @@ class LearnedChannel(GaussianFamilyChannel):
     Shape:
         - x: ``(B, *)`` (the network's input shape); y: ``(B,)``; output: ``(B, *)``.
 
-    Example:
+    Examples:
         >>> from adv_channels import DenseGenerator
         >>> ch = LearnedChannel(DenseGenerator(4), eps=0.5, sigma_max=0.1)
         >>> x, y = torch.randn(8, 4), torch.randn(8)

@@ -64,7 +64,7 @@ def stratified_counts(
     Returns:
         ``K`` non-negative counts summing to ``B``, each within 1 of ``π_k B``.
 
-    Example:
+    Examples:
         >>> stratified_counts([0.4, 0.2, 0.2, 0.2], 10)
         [4, 2, 2, 2]
         >>> sorted(stratified_counts([0.5, 0.5], 7))
@@ -107,7 +107,7 @@ class MixtureChannel(Channel):
     Shape:
         - x: ``(B, *)``; y: ``(B,)``; output: ``(B, *)``; ``log_prob``: ``(B,)``.
 
-    Example:
+    Examples:
         >>> from adv_channels import GaussianChannel, IdentityChannel
         >>> mix = MixtureChannel([IdentityChannel(), GaussianChannel(0.5)], [0.5, 0.5])
         >>> x = torch.zeros(10, 3)

@@ -72,7 +72,7 @@ def os_channel(
         clamp: Valid input range of the attack point; default ``(0, 1)``.
         differentiable: Differentiate through the attack direction.
 
-    Example:
+    Examples:
         >>> os_channel(eps=2.0, sigma=0.2).has_density
         True
     """
@@ -98,7 +98,7 @@ def os50_channel(
 ) -> MixtureChannel:
     """**OS50**: ½ identity(``σ₀``, default clean) + ½ OS, stratified per minibatch.
 
-    Example:
+    Examples:
         >>> os50_channel(eps=2.0, sigma=0.2).weights
         (0.5, 0.5)
     """
@@ -133,7 +133,7 @@ def mix_channel(
             classification, ``None`` for regression.
         stratified: Exact proportions per minibatch (default) or per-example draws.
 
-    Example:
+    Examples:
         >>> mix = mix_channel(eps=2.0, sigma=0.2)
         >>> mix.weights, [c.objective.value for c in mix.components[1:]]
         ((0.4, 0.2, 0.2, 0.2), ['nll', 'cw', 'entropy'])
@@ -177,7 +177,7 @@ def nn_channel(
             ``None`` for tabular data.
         lr: Adam learning rate of the adversary step.
 
-    Example:
+    Examples:
         >>> ch = nn_channel((1, 28, 28), eps=2.0, sigma_max=0.3, num_classes=10)
         >>> type(ch.network).__name__, ch.clamp
         ('ConvGenerator', (0.0, 1.0))
@@ -218,7 +218,7 @@ def nn50_channel(
     Its :meth:`~adv_channels.MixtureChannel.adversary_step` trains the learned component on
     the whole batch.
 
-    Example:
+    Examples:
         >>> ch = nn50_channel((8,), eps=1.0, sigma_max=0.2, num_classes=None)
         >>> ch.learnable, ch.weights
         (True, (0.5, 0.5))
@@ -241,7 +241,7 @@ def at_channel(
     The attack of the paper's AT baseline (SPEC §4: the MAP limit with a deterministic
     channel); no noise, no density.
 
-    Example:
+    Examples:
         >>> ch = at_channel(eps=2.0)
         >>> ch.sigma, ch.has_density
         (0.0, False)
@@ -259,7 +259,7 @@ def at50_channel(
 ) -> MixtureChannel:
     """**AT**: minibatches of ½ clean + ½ deterministic one-step attacks (paper §6).
 
-    Example:
+    Examples:
         >>> at50_channel(eps=2.0).has_density
         False
     """
@@ -283,7 +283,7 @@ def pgd_at_channel(
     simulator. ``steps`` defaults to 10 for training (SPEC §2's 50 is the evaluation
     attack), with ``η = 2.5 ε / T``.
 
-    Example:
+    Examples:
         >>> pgd_at_channel(eps=2.0).attack.steps
         10
     """
@@ -312,7 +312,7 @@ def pgd_at50_channel(
 ) -> MixtureChannel:
     """½ clean + ½ deterministic PGD (AT trained with multi-step PGD), stratified.
 
-    Example:
+    Examples:
         >>> pgd_at50_channel(eps=2.0).needs_target
         True
     """

@@ -27,7 +27,7 @@ class GaussianChannel(GaussianFamilyChannel):
     Shape:
         - x: ``(B, *)``; output: ``(B, *)``; ``log_prob``: ``(B,)``.
 
-    Example:
+    Examples:
         >>> ch = GaussianChannel(sigma=0.25)
         >>> x = torch.zeros(3, 4)
         >>> x_adv = ch.sample(x, generator=torch.Generator().manual_seed(0))
@@ -69,7 +69,7 @@ class IdentityChannel(GaussianChannel):
     Args:
         sigma0: Augmentation noise ``σ₀ >= 0``; default ``0.0``.
 
-    Example:
+    Examples:
         >>> x = torch.rand(2, 3)
         >>> bool(torch.equal(IdentityChannel().sample(x), x))
         True

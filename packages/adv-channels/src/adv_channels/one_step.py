@@ -54,7 +54,7 @@ class OneStepChannel(GaussianFamilyChannel):
     Shape:
         - x: ``(B, *)``; y: ``(B,)``; output: ``(B, *)``; ``log_prob``: ``(B,)``.
 
-    Example:
+    Examples:
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
         >>> x, y = torch.rand(5, 1, 2, 2), torch.randint(0, 3, (5,))
         >>> ch = OneStepChannel(eps=0.5, sigma=0.1, clamp=None)

@@ -51,7 +51,7 @@ class PGDChannel(Channel):
     Shape:
         - x: ``(B, *)``; y: ``(B,)``; output: ``(B, *)``.
 
-    Example:
+    Examples:
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
         >>> x = torch.rand(5, 1, 2, 2)
         >>> ch = PGDChannel(eps=0.3, sigma=0.0, steps=5)

@@ -10,7 +10,7 @@ bench scripts' ``--data-dir``), ``$ADVBAYES_DATA`` and the user cache
 published digests, downloads only with ``download=True``, and otherwise raises
 :class:`DatasetNotFoundError` saying what to download from where and where to put it.
 
-Example:
+Examples:
     >>> from advbayes_data import load_mnist_sample, load_uci
     >>> images = load_mnist_sample()  # offline, 4,000 / 1,000 images
     >>> wine = load_uci("wine", split=0)  # doctest: +SKIP

@@ -28,7 +28,7 @@ def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
         ValueError: ``algorithm`` is not one of ``"sha256"``, ``"md5"``.
         FileNotFoundError: ``path`` does not exist.
 
-    Example:
+    Examples:
         >>> file_digest("train-images-idx3-ubyte.gz", "md5")  # doctest: +SKIP
         'f68b3c2dcbeaaa9fbdd348bbdeb94873'
     """
@@ -44,7 +44,7 @@ def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
 def sha256sum(path: str | os.PathLike[str]) -> str:
     """The sha256 hex digest of a file (``sha256sum`` on the command line).
 
-    Example:
+    Examples:
         >>> sha256sum("uci/winequality-red.csv")  # doctest: +SKIP
         '4a402cf041b025d4566d954c3b9ba8635a3a8a01e039005d97d6a710278cf05e'
     """
@@ -64,7 +64,7 @@ def verify_checksum(path: str | os.PathLike[str], expected: str, algorithm: str 
             actual digest.
         ValueError: ``expected`` is not a hex digest of the algorithm's length.
 
-    Example:
+    Examples:
         >>> verify_checksum("uci/cal_housing.data", "a2b44dcc...")  # doctest: +SKIP
     """
     lengths = {"sha256": 64, "md5": 32}

@@ -104,7 +104,7 @@ def read_cifar_batch(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarr
         ValueError: The file is not such a pickle (wrong keys, shapes, types or labels), or
             it asks to rebuild anything but numpy arrays.
 
-    Example:
+    Examples:
         >>> images, labels = read_cifar_batch("cifar-10-batches-py/test_batch")  # doctest: +SKIP
         >>> images.shape  # doctest: +SKIP
         (10000, 3, 32, 32)
@@ -159,7 +159,7 @@ def load_cifar10(
         ChecksumError: A batch differs from its published md5.
         ValueError: A batch is not a valid CIFAR-10 pickle.
 
-    Example:
+    Examples:
         >>> data = load_cifar10(download=True)  # doctest: +SKIP
     """
     paths = fetch(

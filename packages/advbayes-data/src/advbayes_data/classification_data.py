@@ -25,7 +25,7 @@ class ClassificationData:
         y_test: ``(M,)`` int64 labels.
         classes: The class names, indexed by label.
 
-    Example:
+    Examples:
         >>> data = load_mnist_sample()  # doctest: +SKIP
         >>> data.x_train.shape, data.num_classes  # doctest: +SKIP
         (torch.Size([4000, 1, 28, 28]), 10)
@@ -80,7 +80,7 @@ class ClassificationData:
         Raises:
             ValueError: ``n_train`` or ``n_test`` exceeds the number of images available.
 
-        Example:
+        Examples:
             >>> small = load_mnist().subset(10_000, 1_000, seed=0)  # doctest: +SKIP
         """
         x_train, y_train, x_test, y_test = self.x_train, self.y_train, self.x_test, self.y_test

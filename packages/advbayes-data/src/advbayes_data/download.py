@@ -43,7 +43,7 @@ def socket_timeout(seconds: float) -> Iterator[None]:
     Args:
         seconds: The timeout in seconds, > 0.
 
-    Example:
+    Examples:
         >>> with socket_timeout(30.0):  # doctest: +SKIP
         ...     torchvision.datasets.MNIST(root, download=True)
     """
@@ -91,7 +91,7 @@ def download_url(
         OSError: No mirror could be reached; the message lists each URL and its error.
         ValueError: ``urls`` is empty or ``timeout`` is not positive.
 
-    Example:
+    Examples:
         >>> download_url(  # doctest: +SKIP
         ...     "https://archive.ics.uci.edu/ml/machine-learning-databases/wine-quality/"
         ...     "winequality-red.csv",

@@ -46,7 +46,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
             unknown type code), a truncated header, or a payload whose length differs from
             the header's shape; or a corrupt gzip stream. The message names the file.
 
-    Example:
+    Examples:
         >>> read_idx("MNIST/raw/t10k-labels-idx1-ubyte.gz").shape  # doctest: +SKIP
         (10000,)
     """

@@ -90,7 +90,7 @@ def data_roots(data_dir: str | os.PathLike[str] | None = None) -> list[DataRoot]
         TypeError: ``data_dir`` is not a str, os.PathLike or None.
         ValueError: ``data_dir`` is empty or names a file.
 
-    Example:
+    Examples:
         >>> [r.origin for r in data_roots("data")]  # doctest: +SKIP
         ["data_dir argument (the scripts' --data-dir)", '$ADVBAYES_DATA', 'user cache']
     """

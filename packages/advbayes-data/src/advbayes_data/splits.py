@@ -34,7 +34,7 @@ def _test_size(n: int, test_fraction: float) -> int:
 def max_splits(n: int, test_fraction: float) -> int:
     """How many disjoint test blocks of ``round(test_fraction * n)`` rows fit in ``n`` rows.
 
-    Example:
+    Examples:
         >>> max_splits(1599, 0.1)
         9
     """
@@ -61,7 +61,7 @@ def split_indices(
         ValueError: ``n``, ``split`` or ``test_fraction`` out of range.
         TypeError: ``seed`` is not a non-negative int.
 
-    Example:
+    Examples:
         >>> train, test = split_indices(10, 1, test_fraction=0.2, seed=0)
         >>> len(train), len(test)
         (8, 2)
@@ -104,7 +104,7 @@ def stratified_indices(labels: np.ndarray, size: int, *, seed: int = 0) -> np.nd
         ValueError: ``labels`` is not 1-D integers, or ``size`` is out of range.
         TypeError: ``seed`` is not a non-negative int.
 
-    Example:
+    Examples:
         >>> labels = np.repeat(np.arange(10), 500)
         >>> np.bincount(labels[stratified_indices(labels, 1000)]).tolist()
         [100, 100, 100, 100, 100, 100, 100, 100, 100, 100]

@@ -25,7 +25,7 @@ class Standardizer:
     the original-unit predictive is ``N(inverse(m), inverse_variance(v))``; so
     ``RMSE_y = std * RMSE_z`` and ``NLL_y = NLL_z + log(std)`` per point.
 
-    Example:
+    Examples:
         >>> scaler = Standardizer.fit(np.array([[1.0], [3.0]]))
         >>> scaler.transform(torch.tensor([[3.0]]))
         tensor([[1.]])

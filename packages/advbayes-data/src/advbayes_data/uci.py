@@ -264,7 +264,7 @@ def load_uci_table(
         ChecksumError: A file differs from its published digest.
         ValueError: ``name`` is unknown, or a file does not have the expected format.
 
-    Example:
+    Examples:
         >>> load_uci_table("energy").x.shape  # doctest: +SKIP
         (768, 8)
     """
@@ -367,7 +367,7 @@ def load_uci(
         ValueError: Unknown ``name``, ``split`` or ``test_fraction`` out of range, or a
             malformed file.
 
-    Example:
+    Examples:
         >>> data = load_uci("energy", split=1)  # doctest: +SKIP
         >>> data.x_train.shape, data.x_test.shape  # doctest: +SKIP
         (torch.Size([691, 8]), torch.Size([77, 8]))
@@ -403,7 +403,7 @@ def uci_splits(
     Raises:
         ValueError: ``num_splits`` < 1 or more than the disjoint test blocks that fit.
 
-    Example:
+    Examples:
         >>> for data in uci_splits("wine"):  # doctest: +SKIP
         ...     print(data.split, data.x_test.shape)
     """

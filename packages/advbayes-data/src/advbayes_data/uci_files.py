@@ -86,7 +86,7 @@ def read_delimited(
     Raises:
         ValueError: A row with another number of fields, a non-number, NaN/inf, or no rows.
 
-    Example:
+    Examples:
         >>> names, values = read_delimited("uci/winequality-red.csv", 12)  # doctest: +SKIP
         >>> names[-1], values.shape  # doctest: +SKIP
         ('quality', (1599, 12))

@@ -5,7 +5,7 @@ their closed-form KL to a Gaussian prior, per-model sampling modes, many posteri
 in one call (batched or looped), the posterior predictive, metrics, the paper's
 architectures, conversion of deterministic networks, and saving/loading.
 
-Example:
+Examples:
     >>> import torch
     >>> import torch.nn.functional as F
     >>> from bnn_core import PosteriorPredictive, forward_samples, kl_divergence, mnist_cnn, nll

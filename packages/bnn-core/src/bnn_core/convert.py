@@ -97,7 +97,7 @@ def to_bayesian(
     Raises:
         ValueError: ``strict`` and a parametrised module that cannot be converted.
 
-    Example:
+    Examples:
         >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
         >>> bnn = to_bayesian(net, init_sigma=1e-2)
         >>> type(bnn[0]).__name__

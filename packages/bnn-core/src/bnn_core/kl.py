@@ -25,7 +25,7 @@ def kl_divergence(model: nn.Module) -> Tensor:
     Returns:
         A scalar tensor, differentiable in every ``μ`` and ``ρ``, on the model's device.
 
-    Example:
+    Examples:
         >>> model = mnist_cnn()
         >>> loss = nll_term + kl_divergence(model) / dataset_size  # doctest: +SKIP
     """

@@ -71,7 +71,7 @@ def gaussian_log_prob(mean: Tensor, var: Tensor | float, target: Tensor) -> Tens
     Returns:
         ``(B,)`` log-densities (nats).
 
-    Example:
+    Examples:
         >>> gaussian_log_prob(torch.zeros(2), 1.0, torch.zeros(2))  # −½ log 2π each
         tensor([-0.9189, -0.9189])
     """
@@ -117,7 +117,7 @@ class GaussianLikelihood(nn.Module):
         device: Where to create the parameter.
         dtype: Its dtype.
 
-    Example:
+    Examples:
         >>> lik = GaussianLikelihood(init_scale=0.5)
         >>> lik.log_prob(torch.zeros(4, 1), torch.zeros(4)).shape
         torch.Size([4])

@@ -66,7 +66,7 @@ def accuracy(outputs: Tensor, target: Tensor, reduction: Reduction | str = "mean
     Returns:
         A scalar (or ``(B,)``) float tensor.
 
-    Example:
+    Examples:
         >>> accuracy(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1]))
         tensor(0.5000)
     """
@@ -190,7 +190,7 @@ def gaussian_mixture_nll(
     Returns:
         Nats per example, reduced.
 
-    Example:
+    Examples:
         >>> means = torch.zeros(3, 2)
         >>> gaussian_mixture_nll(means, 1.0, torch.zeros(2))  # = ½ log 2π
         tensor(0.9189)

@@ -26,7 +26,7 @@ def set_sample_mode(model: nn.Module, mode: SampleMode | str) -> nn.Module:
     Returns:
         ``model``, for chaining.
 
-    Example:
+    Examples:
         >>> model = set_sample_mode(mnist_cnn(), "mean")  # a point estimate from now on
     """
     check_module(model)
@@ -55,7 +55,7 @@ def sample_mode(model: nn.Module, mode: SampleMode | str) -> Iterator[nn.Module]
     Yields:
         ``model``.
 
-    Example:
+    Examples:
         >>> model = mnist_cnn()
         >>> with sample_mode(model, "mean"):
         ...     logits = model(torch.rand(2, 1, 28, 28))  # deterministic

@@ -40,7 +40,7 @@ def ppd_log_probs(logits: Tensor) -> Tensor:
     Returns:
         ``(B, C)`` log-probabilities whose exponentials sum to 1 over ``C``.
 
-    Example:
+    Examples:
         >>> ppd_log_probs(torch.tensor([[[0.0, 10.0]], [[10.0, 0.0]]])).exp()
         tensor([[0.5000, 0.5000]])
     """
@@ -103,7 +103,7 @@ class PosteriorPredictive(nn.Module):
         - Output (regression): ``(mean, var)``, each of the model output's shape, e.g.
           ``(B, 1)``.
 
-    Example:
+    Examples:
         >>> model = mnist_cnn()
         >>> ppd = PosteriorPredictive(model, num_samples=10)
         >>> log_probs = ppd(torch.rand(4, 1, 28, 28))  # (4, 10)

@@ -24,7 +24,7 @@ class GaussianPrior:
         loc: Prior mean. Default ``0.0``.
         scale: Prior standard deviation, ``> 0``. Default ``1.0``.
 
-    Example:
+    Examples:
         >>> prior = GaussianPrior(scale=0.1)
         >>> mu, rho = torch.zeros(3), torch.zeros(3)
         >>> prior.kl(mu, rho).shape

@@ -141,7 +141,7 @@ def sample_weights(
         ``{"<layer>.weight": (M, *weight_mu.shape), "<layer>.bias": (M, out), ...}``,
         keyed by the layer's qualified name (``"weight"``/``"bias"`` for a bare layer).
 
-    Example:
+    Examples:
         >>> model = mnist_cnn()
         >>> w = sample_weights(model, 10, generator=torch.Generator().manual_seed(0))
         >>> w["0.weight"].shape
@@ -268,7 +268,7 @@ def forward_samples(
         - x: ``(B, ...)``, whatever ``model`` accepts.
         - Output: ``(M, *model(x).shape)``.
 
-    Example:
+    Examples:
         >>> model = mnist_cnn()
         >>> logits = forward_samples(model, torch.rand(8, 1, 28, 28), 10)
         >>> logits.shape

@@ -36,7 +36,7 @@ def save_model(model: nn.Module, path: str | os.PathLike[str]) -> None:
         model: The model (on any device; tensors are saved as they are).
         path: Destination file.
 
-    Example:
+    Examples:
         >>> save_model(model, "bl.pt")
         >>> same = load_model("bl.pt")
     """

@@ -5,7 +5,7 @@ aggregation (PyTorch and a fused Triton kernel), the fit/predict object
 :class:`ReactivePPD` (classification and regression, identity and one-step channels), and
 randomized smoothing (PREDICT/CERTIFY of Cohen et al. 2019).
 
-Example:
+Examples:
     >>> import torch
     >>> from adv_reactive import reactive_aggregate
     >>> probs = torch.softmax(torch.randn(10, 50, 3), dim=-1)  # (M, N, C)

@@ -66,7 +66,7 @@ def betainc(a: Tensor | float, b: Tensor | float, x: Tensor | float) -> Tensor:
     Returns:
         float64 tensor of ``I_x(a, b)``, on the device of the tensor arguments.
 
-    Example:
+    Examples:
         >>> betainc(2.0, 3.0, 0.5)  # P(Bin(4, 0.5) >= 2) = 11/16
         tensor(0.6875, dtype=torch.float64)
     """
@@ -113,7 +113,7 @@ def clopper_pearson_lower(
     Returns:
         float64 tensor of lower bounds ``p_A`` in ``[0, 1)``.
 
-    Example:
+    Examples:
         >>> clopper_pearson_lower(10, 10, alpha=0.5)  # closed form: alpha ** (1 / n)
         tensor(0.9330, dtype=torch.float64)
     """
@@ -164,7 +164,7 @@ def binomial_test(successes: Tensor | int, trials: Tensor | int) -> Tensor:
     Returns:
         float64 tensor of p-values in ``(0, 1]``.
 
-    Example:
+    Examples:
         >>> binomial_test(9, 10)  # 2 * (10 + 1) / 1024
         tensor(0.0215, dtype=torch.float64)
     """

@@ -45,7 +45,7 @@ def channel_sigma(channel: object) -> float:
         ValueError: If the channel has no density (a simulator such as PGD, or ``σ <= 0``),
             or is not an isotropic Gaussian with a fixed scalar ``σ``.
 
-    Example:
+    Examples:
         >>> from adv_channels import GaussianChannel
         >>> channel_sigma(GaussianChannel(sigma=0.5))
         0.5
@@ -88,7 +88,7 @@ def channel_config(channel: Channel) -> dict[str, Any] | None:
     Holds only ``str``, numbers, tuples and ``None``, so it can be saved in a file that
     ``torch.load(weights_only=True)`` reads.
 
-    Example:
+    Examples:
         >>> from adv_channels import IdentityChannel
         >>> channel_config(IdentityChannel(0.1))
         {'class': 'IdentityChannel', 'kwargs': {'sigma0': 0.1}}

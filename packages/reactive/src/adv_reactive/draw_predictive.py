@@ -66,7 +66,7 @@ class DrawPredictive(nn.Module):
         - Input: ``(B, ...)``, whatever ``model`` accepts.
         - Output: ``(B, C)`` logits, or ``(mean, var)`` of the model output's shape.
 
-    Example:
+    Examples:
         >>> import bnn_core
         >>> model = bnn_core.mnist_cnn(image_size=12)
         >>> draws = bnn_core.sample_weights(model, 3)
@@ -101,7 +101,7 @@ class DrawPredictive(nn.Module):
     def recording(self) -> Iterator[OutputTape]:
         """Record every input and (detached) output until the block exits.
 
-        Example:
+        Examples:
             >>> import bnn_core
             >>> model = bnn_core.mnist_cnn(image_size=12)
             >>> pred = DrawPredictive(model, bnn_core.sample_weights(model, 2), 0)

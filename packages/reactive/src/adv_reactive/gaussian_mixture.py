@@ -41,7 +41,7 @@ def moment_values(means: Tensor, offset: Tensor) -> Tensor:
     Returns:
         ``(M, N, 2K)``: ``[f − offset, (f − offset)²]``.
 
-    Example:
+    Examples:
         >>> moment_values(torch.tensor([[[1.0], [3.0]]]), torch.tensor([2.0]))
         tensor([[[-1.,  1.],
                  [ 1.,  1.]]])
@@ -120,7 +120,7 @@ def reactive_gaussian_log_prob(
         - queries: ``(B, D)``; targets: ``(B, K)`` or ``(B,)``; keys: ``(N, D)`` or
           ``(M, N, D)``; means: ``(M, N, K)``; output: ``(B,)``.
 
-    Example:
+    Examples:
         >>> keys, means = torch.rand(50, 4), torch.randn(3, 50, 1)  # shared keys, M = 3
         >>> lp = reactive_gaussian_log_prob(
         ...     torch.rand(2, 4), torch.zeros(2), keys, means, sigma=0.5, noise_var=0.1

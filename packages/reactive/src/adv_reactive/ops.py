@@ -73,7 +73,7 @@ def squared_norms(keys: Tensor) -> Tensor:
     Returns:
         ``(...)`` tensor of ``‖k‖²`` (float32 for half-precision keys, else the keys' dtype).
 
-    Example:
+    Examples:
         >>> squared_norms(torch.tensor([[3.0, 4.0]]))
         tensor([25.])
     """
@@ -151,7 +151,7 @@ def reactive_aggregate(
           ``(M, N, C)``.
         - output: ``(B, C)``; log_normalizer: ``(B, M)``; ess: ``(B,)``; top-k: ``(B, k)``.
 
-    Example:
+    Examples:
         >>> x_train = torch.rand(100, 784)
         >>> probs = torch.softmax(torch.randn(10, 100, 3), dim=-1)  # (M, N, C)
         >>> res = reactive_aggregate(torch.rand(4, 784), x_train, probs, sigma=1.0, top_k=2)

@@ -53,7 +53,7 @@ def coerce_option(enum_cls: type[E], value: object, name: str) -> E:
     Raises:
         ValueError: If ``value`` names no member; the message lists the valid choices.
 
-    Example:
+    Examples:
         >>> coerce_option(AggregationMode, "online", "mode")
         <AggregationMode.ONLINE: 'online'>
     """

@@ -99,7 +99,7 @@ class ReactivePPD(nn.Module):
     2.1 GB (one-step). :meth:`fit` computes everything in batches, without temporary copies
     of the whole set.
 
-    Example:
+    Examples:
         >>> import bnn_core
         >>> from adv_channels import OneStepChannel
         >>> model = bnn_core.mnist_cnn(image_size=12)

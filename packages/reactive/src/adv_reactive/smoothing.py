@@ -65,7 +65,7 @@ def eval_mode(classifier: object) -> Iterator[None]:
 
     Anything else passes through untouched.
 
-    Example:
+    Examples:
         >>> net = nn.Dropout()
         >>> with eval_mode(net):
         ...     assert not net.training
@@ -172,7 +172,7 @@ def predict(
     Shape:
         - x: ``(B, ...)``; output: ``(B,)``.
 
-    Example:
+    Examples:
         >>> net = nn.Linear(2, 3)
         >>> predict(net, torch.zeros(4, 2), sigma=0.25, n=1000).shape
         torch.Size([4])
@@ -225,7 +225,7 @@ def certify(
         A :class:`Certificate` with ``label``, ``radius``, ``p_lower`` (each ``(B,)``) and
         ``counts`` (``(B, C)``).
 
-    Example:
+    Examples:
         >>> net = nn.Linear(2, 2)
         >>> cert = certify(net, torch.randn(3, 2), sigma=0.5, n0=10, n=1000)
         >>> cert.label.shape, cert.radius.dtype
@@ -263,7 +263,7 @@ def certified_accuracy(
     Returns:
         ``(R,)`` float64 fractions in ``[0, 1]``, non-increasing in the radius.
 
-    Example:
+    Examples:
         >>> certified_accuracy(
         ...     torch.tensor([0, 1, -1]), torch.tensor([0.5, 1.0, 0.0]), torch.tensor([0, 0, 1]),
         ...     [0.0, 0.5, 0.75],

@@ -9,7 +9,7 @@ limit). :class:`Trainer` fits them (Adam with exponential decay, KL annealing, G
 adversary steps, validation, checkpoints and resume); :func:`recipe` builds the paper's
 BL, OS, OS50, MIX, NN, NN50, AT, AT-PGD, TRADES and ALP models in one line.
 
-Example:
+Examples:
     >>> import torch
     >>> from bnn_core import mnist_cnn
     >>> from robust_vi import Trainer, recipe

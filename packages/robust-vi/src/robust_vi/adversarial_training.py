@@ -32,7 +32,7 @@ class AdversarialTraining(Objective):
         task: ``"classification"`` (default) or ``"regression"``.
         likelihood: Regression: the Gaussian likelihood (default ``model.likelihood``).
 
-    Example:
+    Examples:
         >>> from adv_channels import at50_channel
         >>> net = mnist_cnn(bayesian=False)
         >>> loss = AdversarialTraining()(net, at50_channel(eps=2.0), x, y, dataset_size=60_000)
@@ -86,7 +86,7 @@ def adversarial_training(
     Returns:
         A scalar: the mean cross-entropy (Gaussian NLL) on the channel's inputs.
 
-    Example:
+    Examples:
         >>> from adv_channels import at_channel
         >>> loss = adversarial_training(net, at_channel(eps=2.0), x, y, dataset_size=len(x))
     """

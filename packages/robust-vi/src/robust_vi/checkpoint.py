@@ -28,7 +28,7 @@ def save_checkpoint(state: dict[str, Any], directory: str | os.PathLike[str]) ->
     Returns:
         The checkpoint's path.
 
-    Example:
+    Examples:
         >>> path = save_checkpoint({"epoch": 3}, tmp_dir)  # doctest: +SKIP
     """
     directory = Path(directory)

@@ -39,7 +39,7 @@ class GeneralisedELBO(Objective):
         likelihood: Regression: the Gaussian likelihood (default ``model.likelihood``).
         point_estimate: The MAP limit (posterior mean, flat prior). Default ``False``.
 
-    Example:
+    Examples:
         >>> from adv_channels import IdentityChannel
         >>> from robust_vi import TradesPenalty
         >>> trades = GeneralisedELBO(TradesPenalty(eps=2.0), weight=6.0, point_estimate=True)

@@ -30,7 +30,7 @@ class RobustGibbs(Objective):
         task: ``"classification"`` (default) or ``"regression"``.
         likelihood: Regression: the Gaussian likelihood (default ``model.likelihood``).
 
-    Example:
+    Examples:
         >>> from adv_channels import pgd_at_channel
         >>> loss = RobustGibbs()(model, pgd_at_channel(eps=2.0), x, y, dataset_size=60_000)
     """

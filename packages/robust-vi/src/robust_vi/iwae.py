@@ -34,7 +34,7 @@ class IWAEBound(Objective):
     Shape:
         - x: ``(B, *)``; y: ``(B,)``; output: a scalar.
 
-    Example:
+    Examples:
         >>> loss = IWAEBound(num_channel_samples=10)(model, channel, x, y, dataset_size=60_000)
     """
 

@@ -36,7 +36,7 @@ def log_likelihood(
     Returns:
         ``(B,)`` log-likelihoods, differentiable in ``outputs`` (and in ``s``).
 
-    Example:
+    Examples:
         >>> log_likelihood(torch.zeros(2, 4), torch.tensor([0, 3]))  # log(1/4)
         tensor([-1.3863, -1.3863])
     """

@@ -23,7 +23,7 @@ def training_mode(module: nn.Module, mode: bool) -> Iterator[nn.Module]:
     Yields:
         ``module``.
 
-    Example:
+    Examples:
         >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout())
         >>> with training_mode(net, False):
         ...     net.training

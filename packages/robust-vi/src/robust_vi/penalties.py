@@ -36,7 +36,7 @@ def trades_penalty(clean_logits: Tensor, adversarial_logits: Tensor) -> Tensor:
     Returns:
         ``(B,)``, ``>= 0``.
 
-    Example:
+    Examples:
         >>> trades_penalty(torch.zeros(1, 2), torch.tensor([[0.0, 1.0]]))
         tensor([0.1201])
     """
@@ -61,7 +61,7 @@ def alp_penalty(clean_logits: Tensor, adversarial_logits: Tensor) -> Tensor:
     Returns:
         ``(B,)``.
 
-    Example:
+    Examples:
         >>> alp_penalty(torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 0.0]]))
         tensor([5.])
     """
@@ -100,7 +100,7 @@ class TradesPenalty(Penalty):
         norm: ``"l2"`` (default) or ``"linf"``.
         clamp: Valid input range; default ``(0.0, 1.0)``, ``None`` for unbounded inputs.
 
-    Example:
+    Examples:
         >>> penalty = TradesPenalty(eps=2.0)
     """
 
@@ -157,7 +157,7 @@ class ALPPenalty(Penalty):
         adversary: The channel giving ``x*`` (e.g. :func:`adv_channels.at_channel`: the
             deterministic one-step attack), evaluated at the same draw ``β``.
 
-    Example:
+    Examples:
         >>> from adv_channels import at_channel
         >>> penalty = ALPPenalty(at_channel(eps=2.0))
     """

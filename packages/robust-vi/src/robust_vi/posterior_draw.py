@@ -42,7 +42,7 @@ class PosteriorDraw(nn.Module):
         - Input: ``(B, ...)``, whatever ``model`` accepts.
         - Output: ``(B, C)`` logits, or ``(mean, var)`` each of the model output's shape.
 
-    Example:
+    Examples:
         >>> draw = PosteriorDraw(model, generator=torch.Generator().manual_seed(0))
         >>> draw(x).shape  # the same draw at every call
         torch.Size([8, 10])

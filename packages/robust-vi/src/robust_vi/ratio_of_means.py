@@ -41,7 +41,7 @@ class RatioOfMeans(Objective):
     Shape:
         - x: ``(B, *)``; y: ``(B,)``; output: a scalar.
 
-    Example:
+    Examples:
         >>> objective = RatioOfMeans(num_channel_samples=20, num_posterior_samples=4)
         >>> objective(model, channel, x, y, dataset_size=60_000).backward()  # doctest: +SKIP
     """

@@ -217,7 +217,7 @@ def recipe(
         ValueError: For an unknown name, a missing ``eps`` or ``input_shape``, ``K``/``S``
             other than 1 for a point-estimate recipe.
 
-    Example:
+    Examples:
         >>> mix = recipe("MIX", eps=2.0)
         >>> mix.objective, mix.channel.weights  # doctest: +ELLIPSIS
         (SurrogateELBO(...), (0.4, 0.2, 0.2, 0.2))

@@ -32,7 +32,7 @@ class SurrogateELBO(Objective):
     Shape:
         - x: ``(B, *)``; y: ``(B,)``; output: a scalar.
 
-    Example:
+    Examples:
         >>> from adv_channels import mix_channel
         >>> objective = SurrogateELBO(num_channel_samples=5)
         >>> loss = objective(model, mix_channel(eps=2.0, sigma=0.2), x, y, dataset_size=60_000)
@@ -94,7 +94,7 @@ def surrogate_elbo(
     Returns:
         A scalar (nats per data point) with the pathwise gradient.
 
-    Example:
+    Examples:
         >>> from adv_channels import IdentityChannel
         >>> loss = surrogate_elbo(mnist_cnn(), IdentityChannel(), x, y, dataset_size=60_000)
     """

@@ -45,7 +45,7 @@ def predictive_kl(reference: PredictiveOutput, other: PredictiveOutput) -> Tenso
     Returns:
         ``(B,)`` divergences in nats, ``>= 0``.
 
-    Example:
+    Examples:
         >>> p = read_output(torch.tensor([[0.0, 0.0]]), 1)
         >>> q = read_output(torch.tensor([[0.0, 1.0]]), 1)
         >>> predictive_kl(p, q)  # ½ log(½ / σ(-1)) + ½ log(½ / σ(1))
@@ -93,7 +93,7 @@ def trades_attack(
         ``x*`` (detached), same shape, dtype and device as ``x``, with
         ``‖x* − x‖ ≤ ε`` and inside ``clamp``.
 
-    Example:
+    Examples:
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
         >>> x_star = trades_attack(net, torch.rand(2, 1, 2, 2), eps=0.5)
         >>> bool(((x_star - 0.5).abs() <= 0.5).all())

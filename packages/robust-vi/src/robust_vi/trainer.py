@@ -103,7 +103,7 @@ class Trainer:
     ``DataLoader`` give it a ``generator=`` so that its order is too (its state is
     checkpointed).
 
-    Example:
+    Examples:
         >>> from robust_vi import recipe
         >>> model = mnist_cnn()
         >>> trainer = Trainer(model, recipe("MIX", eps=2.0), epochs=1, progress=False)

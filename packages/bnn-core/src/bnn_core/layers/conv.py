@@ -46,7 +46,7 @@ class BayesConv2d(BayesianModule):
         - Input: ``(B, in_channels, H, W)`` or ``(in_channels, H, W)``.
         - Output: ``(B, out_channels, H_out, W_out)`` (as ``nn.Conv2d``).
 
-    Example:
+    Examples:
         >>> conv = BayesConv2d(1, 16, 3)
         >>> conv(torch.randn(2, 1, 28, 28)).shape
         torch.Size([2, 16, 26, 26])

@@ -36,7 +36,7 @@ class BayesLinear(BayesianModule):
         - Input: ``(*, in_features)``.
         - Output: ``(*, out_features)``.
 
-    Example:
+    Examples:
         >>> layer = BayesLinear(4, 2)
         >>> layer(torch.randn(8, 4)).shape
         torch.Size([8, 2])

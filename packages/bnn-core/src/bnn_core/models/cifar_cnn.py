@@ -47,7 +47,7 @@ def cifar_cnn(
         - Input: ``(B, in_channels, image_size, image_size)``.
         - Output: ``(B, num_classes)`` logits.
 
-    Example:
+    Examples:
         >>> cifar_cnn()(torch.rand(2, 3, 32, 32)).shape
         torch.Size([2, 10])
     """

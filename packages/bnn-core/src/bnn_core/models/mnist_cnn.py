@@ -46,7 +46,7 @@ def mnist_cnn(
         - Input: ``(B, in_channels, image_size, image_size)``, pixels in ``[0, 1]``.
         - Output: ``(B, num_classes)`` logits.
 
-    Example:
+    Examples:
         >>> model = mnist_cnn()
         >>> model(torch.rand(8, 1, 28, 28)).shape
         torch.Size([8, 10])

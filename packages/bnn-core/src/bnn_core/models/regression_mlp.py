@@ -63,7 +63,7 @@ def regression_mlp(
         - Input: ``(B, in_features)``.
         - Output: ``(B, out_features)`` means.
 
-    Example:
+    Examples:
         >>> model = regression_mlp(8)
         >>> mean, var = PosteriorPredictive(model, 10, task="regression")(torch.randn(4, 8))
     """

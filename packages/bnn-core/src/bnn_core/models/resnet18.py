@@ -100,7 +100,7 @@ def resnet18(
         - Input: ``(B, in_channels, H, W)`` (32×32 for CIFAR-10).
         - Output: ``(B, num_classes)`` logits.
 
-    Example:
+    Examples:
         >>> resnet18(width=8).eval()(torch.rand(2, 3, 32, 32)).shape
         torch.Size([2, 10])
     """
