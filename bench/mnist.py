@@ -434,14 +434,6 @@ def write_report(
             if k in acc:
                 lines.append(f"| {m} | {acc[k][0]:.2f} ({acc[k][1]:.2f}) | {nl[k][0]:.2f} |")
         parts += lines + [""]
-        parts += [
-            "## All strengths: accuracy under PGD",
-            "",
-            table_at_strength(
-                rows, metric="accuracy", eps=bar, models=shown, attacks=["Clean", "PGD"]
-            ),
-            "",
-        ]
     if "AT-PGD" in models:
         parts += [
             "## Table 7: AT trained with multi-step PGD",

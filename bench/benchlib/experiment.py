@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
 from bnn_core import load_model, save_model
 from robust_vi import Recipe, Trainer
-from torch import nn
 
 REPO = Path(__file__).resolve().parents[2]
 

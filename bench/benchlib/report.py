@@ -6,6 +6,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from benchlib.results import Row
 
@@ -85,6 +86,52 @@ def table_at_strength(
     return "\n".join(lines)
 
 
+def table_column_groups(
+    groups: Sequence[tuple[str, Sequence[Row], str]],
+    *,
+    eps: float,
+    models: Sequence[str],
+    attacks: Sequence[str],
+    clean: str = "Clean",
+    digits: int = 2,
+    best: str | None = None,
+) -> str:
+    """Paper-style tables with column groups side by side (Tables 3, 4 and 8).
+
+    Args:
+        groups: ``(title, rows, metric)`` per column group, e.g. ``("Wine", wine_rows,
+            "rmse")`` and ``("Energy", energy_rows, "rmse")`` (Table 3), or one dataset's
+            rows twice with ``"rmse"`` and ``"nll"`` (Table 8).
+        eps: The attack strength of the attacked columns (the clean column at ``eps = 0``).
+        models: Row order.
+        attacks: Columns of each group.
+        best: ``"max"`` or ``"min"``: bold the best mean of each column.
+
+    Returns:
+        A markdown table: ``| Model | <title>: <attack> | ... |``, cells ``mean (std)``.
+    """
+    columns = []
+    for title, rows, metric in groups:
+        group = table_at_strength(
+            rows,
+            metric=metric,
+            eps=eps,
+            models=models,
+            attacks=attacks,
+            clean=clean,
+            digits=digits,
+            best=best,
+        ).splitlines()
+        cells = [line.strip("|").split("|")[1:] for line in group[2:]]
+        columns.append(([f"{title}: {a}" for a in attacks], cells))
+    head = ["Model"] + [name for names, _ in columns for name in names]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for i, model in enumerate(models):
+        cells = [c.strip() for _, group_cells in columns for c in group_cells[i]]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def table_over_strengths(
     rows: Sequence[Row],
     *,
@@ -118,6 +165,33 @@ def table_over_strengths(
     return "\n".join(lines)
 
 
+def _draw_metric_vs_strength(
+    ax: Any,
+    summary: Summary,
+    *,
+    attack: str,
+    models: Sequence[str],
+    strengths: Sequence[float],
+    clean: str,
+) -> None:
+    for model in models:
+        xs, ys, es = [], [], []
+        if (model, clean, 0.0) in summary:
+            mean, std, _ = summary[(model, clean, 0.0)]
+            xs.append(0.0)
+            ys.append(mean)
+            es.append(std)
+        for eps in strengths:
+            key = (model, attack, round(float(eps), 6))
+            if key in summary:
+                mean, std, _ = summary[key]
+                xs.append(float(eps))
+                ys.append(mean)
+                es.append(std)
+        if xs:
+            ax.errorbar(xs, ys, yerr=es, marker="o", ms=3, capsize=2, label=model)
+
+
 def plot_metric_vs_strength(
     rows: Sequence[Row],
     *,
@@ -142,22 +216,9 @@ def plot_metric_vs_strength(
 
     summary = summarise(rows, metric)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for model in models:
-        xs, ys, es = [], [], []
-        if (model, clean, 0.0) in summary:
-            mean, std, _ = summary[(model, clean, 0.0)]
-            xs.append(0.0)
-            ys.append(mean)
-            es.append(std)
-        for eps in strengths:
-            key = (model, attack, round(float(eps), 6))
-            if key in summary:
-                mean, std, _ = summary[key]
-                xs.append(float(eps))
-                ys.append(mean)
-                es.append(std)
-        if xs:
-            ax.errorbar(xs, ys, yerr=es, marker="o", ms=3, capsize=2, label=model)
+    _draw_metric_vs_strength(
+        ax, summary, attack=attack, models=models, strengths=strengths, clean=clean
+    )
     ax.set_xlabel("attack strength ε (L2)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -168,6 +229,57 @@ def plot_metric_vs_strength(
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_metric_panels(
+    rows: Sequence[Row],
+    *,
+    metric: str,
+    attacks: Sequence[str],
+    models: Sequence[str],
+    strengths: Sequence[float],
+    path: Path,
+    title: str,
+    ylabel: str,
+    clean: str = "Clean",
+    y_scale: str = "linear",
+) -> None:
+    """One panel per attack of ``metric`` (mean ± std over seeds) against strength.
+
+    Like :func:`plot_metric_vs_strength`, with the attacks side by side in one figure.
+
+    Args:
+        y_scale: A matplotlib scale: ``"linear"``, ``"log"`` or ``"symlog"`` (for metrics that
+            span orders of magnitude and can be negative, e.g. a regression NLL).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = summarise(rows, metric)
+    n = max(1, len(attacks))
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.6), sharey=True, squeeze=False)
+    for ax, attack in zip(axes[0], attacks, strict=False):
+        _draw_metric_vs_strength(
+            ax, summary, attack=attack, models=models, strengths=strengths, clean=clean
+        )
+        ax.set_title(attack)
+        ax.set_xlabel("attack strength ε (L2)")
+        ax.set_yscale(y_scale)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(ylabel)
+    legend: dict[str, Any] = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    if legend:
+        fig.legend(list(legend.values()), list(legend), fontsize=8, loc="center right")
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0.0, 0.0, 0.88, 1.0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
