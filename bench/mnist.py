@@ -34,6 +34,7 @@ from tqdm.auto import tqdm  # noqa: E402
 from adv_channels import OneStepChannel  # noqa: E402
 from adv_reactive import ReactivePPD  # noqa: E402
 from benchlib import paper  # noqa: E402
+from benchlib.cli import add_run_arguments, apply_threads, parse_setting  # noqa: E402
 from benchlib.evaluate import ATTACKS, AttackSettings, attack  # noqa: E402
 from benchlib.experiment import (  # noqa: E402
     REPO,
@@ -621,14 +622,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", choices=sorted(PROFILES), default="quick")
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     p.add_argument("--attacks", nargs="+", choices=ATTACKS, default=list(ATTACKS))
-    p.add_argument("--eps", nargs="+", type=float, default=None, help="attack strengths (L2)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--data-dir", type=Path, default=None, help="local dataset folder")
-    p.add_argument("--download", action="store_true", help="download missing datasets")
-    p.add_argument("--run", default=None, help="run name (default: the profile's name)")
-    p.add_argument("--out", type=Path, default=REPO / "results" / "mnist")
-    p.add_argument("--fresh", action="store_true", help="discard cached models and rows")
-    p.add_argument("--no-progress", action="store_true")
+    add_run_arguments(
+        p,
+        out=REPO / "results" / "mnist",
+        threads=None,
+        threads_help="torch intra-op CPU threads (default: torch's, one per core; use 1 when "
+        "another heavy process shares a 2-core machine: contention slows torch 10-30x)",
+    )
     p.add_argument(
         "--set",
         nargs="*",
@@ -640,20 +640,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _override(profile: Profile, items: list[str]) -> Profile:
-    fields = {f.name: f for f in dataclasses.fields(Profile)}
+    fields = {f.name for f in dataclasses.fields(Profile)}
     changes = {}
     for item in items:
-        key, _, value = item.partition("=")
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set: expected KEY=VALUE; got {item!r}")
         if key not in fields:
-            raise SystemExit(f"--set: unknown setting {key!r}; known: {', '.join(fields)}")
-        current = getattr(profile, key)
-        if isinstance(current, tuple):
-            kind = str if current and isinstance(current[0], str) else float
-            changes[key] = tuple(kind(v) for v in value.split(",") if v)
-        elif current is None or key == "train_size":
-            changes[key] = None if value.lower() == "none" else int(value)
-        else:
-            changes[key] = type(current)(value)
+            raise SystemExit(f"--set: unknown setting {key!r}; known: {', '.join(sorted(fields))}")
+        try:
+            changes[key] = parse_setting(
+                getattr(profile, key), value, optional_int=key == "train_size"
+            )
+        except ValueError as err:
+            raise SystemExit(f"--set {item}: {err}") from None
     return dataclasses.replace(profile, **changes)
 
 
@@ -664,6 +664,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.eps is not None:
         profile = dataclasses.replace(profile, eps_grid=tuple(args.eps))
     device = resolve_device(args.device)
+    apply_threads(args.threads)
     torch.manual_seed(profile.seed)
     run = RunDirectory(args.out / (args.run or profile.name))
     config = config_dict(profile)

@@ -85,6 +85,7 @@ from tqdm.auto import tqdm  # noqa: E402
 from adv_channels import OneStepChannel  # noqa: E402
 from adv_reactive import ReactivePPD  # noqa: E402
 from benchlib import paper  # noqa: E402
+from benchlib.cli import add_run_arguments, apply_threads, parse_setting  # noqa: E402
 from benchlib.evaluate import ATTACKS, AttackSettings, attack  # noqa: E402
 from benchlib.experiment import (  # noqa: E402
     REPO,
@@ -801,26 +802,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     p.add_argument("--attacks", nargs="+", choices=ATTACKS, default=list(ATTACKS))
-    p.add_argument("--eps", nargs="+", type=float, default=None, help="attack strengths (L2)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch intra-op CPU threads (default 1: the 16-unit MLPs gain nothing from more, "
-        "and a second process on a 2-core machine makes more threads 10-30x slower)",
+    add_run_arguments(
+        p,
+        out=REPO / "results" / "regression",
+        threads=1,
+        threads_help="torch intra-op CPU threads (default 1: the 16-unit MLPs gain nothing from "
+        "more, and a second process on a 2-core machine makes more threads 10-30x slower)",
     )
-    p.add_argument("--data-dir", type=Path, default=None, help="local dataset folder")
-    p.add_argument("--download", action="store_true", help="download missing datasets")
     p.add_argument(
         "--no-verify",
         action="store_true",
         help="skip the sha256 check of the data files (modified or synthetic copies)",
     )
-    p.add_argument("--run", default=None, help="run name (default: the profile's name)")
-    p.add_argument("--out", type=Path, default=REPO / "results" / "regression")
-    p.add_argument("--fresh", action="store_true", help="discard cached models and rows")
-    p.add_argument("--no-progress", action="store_true")
     p.add_argument(
         "--set",
         nargs="*",
@@ -830,15 +823,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "attack_steps=5 (a DataSettings key without a dataset sets every dataset)",
     )
     return p.parse_args(argv)
-
-
-def _parse_value(current: object, key: str, value: str) -> object:
-    if isinstance(current, tuple):
-        kind = str if current and isinstance(current[0], str) else float
-        return tuple(kind(v) for v in value.split(",") if v)
-    if key in _OPTIONAL_INTS:
-        return None if value.lower() == "none" else int(value)
-    return type(current)(value)
 
 
 def _override(profile: Profile, items: list[str]) -> Profile:
@@ -858,14 +842,20 @@ def _override(profile: Profile, items: list[str]) -> Profile:
                         f"--set: unknown setting {key!r}; per dataset: "
                         f"<{'|'.join(data)}>.<{'|'.join(sorted(per_data))}>"
                     )
-                new = _parse_value(getattr(data[dataset], field), field, value)
+                new = parse_setting(
+                    getattr(data[dataset], field), value, optional_int=field in _OPTIONAL_INTS
+                )
                 data[dataset] = dataclasses.replace(data[dataset], **{field: new})
             elif key in per_data:
                 for name, settings in data.items():
-                    new = _parse_value(getattr(settings, key), key, value)
+                    new = parse_setting(
+                        getattr(settings, key), value, optional_int=key in _OPTIONAL_INTS
+                    )
                     data[name] = dataclasses.replace(settings, **{key: new})
             elif key in top:
-                changes[key] = _parse_value(getattr(profile, key), key, value)
+                changes[key] = parse_setting(
+                    getattr(profile, key), value, optional_int=key in _OPTIONAL_INTS
+                )
             else:
                 known = ", ".join(sorted(top | per_data))
                 raise SystemExit(f"--set: unknown setting {key!r}; known: {known}")
@@ -885,9 +875,7 @@ def main(argv: list[str] | None = None) -> int:
     datasets = [d for d in DATASETS if d in args.datasets]
     models, attacks = list(args.models), [a for a in ATTACKS if a in args.attacks]
     device = resolve_device(args.device)
-    if args.threads < 1:
-        raise SystemExit(f"--threads must be >= 1; got {args.threads}")
-    torch.set_num_threads(args.threads)
+    apply_threads(args.threads)
     torch.manual_seed(profile.seed)
     run = RunDirectory(args.out / (args.run or profile.name))
     config = config_dict(profile)
