@@ -94,6 +94,7 @@ class Profile:
         reactive_eps: Budget of the one-step channel whose density purifies (onPure/offPure).
         reactive_sigma: Its noise ``σ``: the kernel width of the purification weights.
         reactive_samples: Posterior draws ``M`` of the reactive defences.
+        adversary_lr: Adam learning rate of the learned channels' generator (NN, NN50).
         adaptive_attacks: Attacks also run through the reactive PPD itself (adaptive).
         seed: Seed of training, draws and test-set selection.
     """
@@ -119,6 +120,7 @@ class Profile:
     reactive_sigma: float
     reactive_samples: int
     adaptive_attacks: tuple[str, ...]
+    adversary_lr: float = 1e-3
     seed: int = 0
 
 
@@ -190,6 +192,7 @@ GUARDED = (
     "reactive_eps",
     "reactive_sigma",
     "reactive_samples",
+    "adversary_lr",
     "seed",
 )
 
@@ -240,14 +243,14 @@ def train_specs(profile: Profile, names: list[str]) -> list[TrainSpec]:
         "batch_size": profile.batch_size,
         "seed": profile.seed,
     }
-    eps, sigma = profile.train_eps, profile.sigma
+    eps, sigma, adv_lr = profile.train_eps, profile.sigma, profile.adversary_lr
     recipes = {
         "BL": recipe("BL"),
         "OS": recipe("OS", eps=eps, sigma=sigma),
         "OS50": recipe("OS50", eps=eps, sigma=sigma),
         "MIX": recipe("MIX", eps=eps, sigma=sigma, sigma0=profile.sigma0),
-        "NN": recipe("NN", eps=eps, sigma=sigma, input_shape=(1, 28, 28)),
-        "NN50": recipe("NN50", eps=eps, sigma=sigma, input_shape=(1, 28, 28)),
+        "NN": recipe("NN", eps=eps, sigma=sigma, input_shape=(1, 28, 28), adversary_lr=adv_lr),
+        "NN50": recipe("NN50", eps=eps, sigma=sigma, input_shape=(1, 28, 28), adversary_lr=adv_lr),
         "AT": recipe("AT", eps=eps),
         "AT-PGD": recipe("AT-PGD", eps=eps, pgd_steps=profile.at_pgd_steps),
     }

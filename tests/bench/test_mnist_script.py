@@ -86,3 +86,13 @@ def test_unknown_setting_is_rejected(bench_script, tmp_path):
     mnist = bench_script("mnist")
     with pytest.raises(SystemExit, match="unknown setting"):
         mnist.main(["--out", str(tmp_path), "--set", "epoch=1"])
+
+
+def test_adversary_lr_reaches_the_learned_channels():
+    mnist = _load_script("mnist")
+    profile = mnist._override(mnist.PROFILES["quick"], ["adversary_lr=0.01"])
+    specs = {s.name: s for s in mnist.train_specs(profile, ["NN", "NN50", "MIX"])}
+    assert specs["NN"].recipe.channel.lr == 0.01
+    learned = specs["NN50"].recipe.channel.components[1]
+    assert learned.lr == 0.01
+    assert learned.optimizer.param_groups[0]["lr"] == 0.01
