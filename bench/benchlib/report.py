@@ -174,7 +174,19 @@ def _draw_metric_vs_strength(
     strengths: Sequence[float],
     clean: str,
 ) -> None:
+    import matplotlib
+
+    # One colour per defence: an "X (adaptive)" row is model X under another attack, drawn in
+    # X's colour with a dashed line, so no two defences share a colour (10 base models at most
+    # in tab10).
+    bases = list(dict.fromkeys(m.split(" (")[0] for m in models))
+    palette = matplotlib.colormaps["tab10" if len(bases) <= 10 else "tab20"]
     for model in models:
+        base = model.split(" (")[0]
+        style = {
+            "color": palette(bases.index(base) % palette.N),
+            "linestyle": "--" if base != model else "-",
+        }
         xs, ys, es = [], [], []
         if (model, clean, 0.0) in summary:
             mean, std, _ = summary[(model, clean, 0.0)]
@@ -189,7 +201,7 @@ def _draw_metric_vs_strength(
                 ys.append(mean)
                 es.append(std)
         if xs:
-            ax.errorbar(xs, ys, yerr=es, marker="o", ms=3, capsize=2, label=model)
+            ax.errorbar(xs, ys, yerr=es, marker="o", ms=3, capsize=2, label=model, **style)
 
 
 def plot_metric_vs_strength(

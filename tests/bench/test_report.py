@@ -51,3 +51,31 @@ def test_metric_panels_write_a_png(tmp_path):
         y_scale="symlog",
     )
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_adaptive_rows_take_their_defences_colour_dashed_and_no_colour_is_shared():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from benchlib.report import _draw_metric_vs_strength, summarise
+
+    models = [f"M{i}" for i in range(9)] + ["onPure", "onPure (adaptive)", "offPure (adaptive)"]
+    data = [
+        {"model": m, "attack": "PGD", "eps": 1.0, "seed": s, "rmse": float(i)}
+        for i, m in enumerate(models)
+        for s in (0, 1)
+    ]
+    fig, ax = plt.subplots()
+    _draw_metric_vs_strength(
+        ax, summarise(data, "rmse"), attack="PGD", models=models, strengths=[1.0], clean="Clean"
+    )
+    lines = {c.get_label(): c.lines[0] for c in ax.containers}
+    plt.close(fig)
+    colour = {m: matplotlib.colors.to_hex(lines[m].get_color()) for m in models}
+    assert colour["onPure (adaptive)"] == colour["onPure"]
+    assert lines["onPure (adaptive)"].get_linestyle() == "--"
+    assert lines["onPure"].get_linestyle() == "-"
+    bases = [m for m in models if "(" not in m] + ["offPure (adaptive)"]
+    assert len({colour[m] for m in bases}) == len(bases)
