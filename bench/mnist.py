@@ -195,6 +195,8 @@ GUARDED = (
     "adversary_lr",
     "seed",
 )
+ADDED_SETTINGS = {"adversary_lr": 1e-3}
+"""Guarded settings added after the first release, with the value runs made before had."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -671,7 +673,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(profile.seed)
     run = RunDirectory(args.out / (args.run or profile.name))
     config = config_dict(profile)
-    run.prepare(config, fresh=args.fresh, guarded=GUARDED)
+    run.prepare(config, fresh=args.fresh, guarded=GUARDED, defaults=ADDED_SETTINGS)
     progress = not args.no_progress
     wall: dict[str, float] = {}
     t_all = time.perf_counter()

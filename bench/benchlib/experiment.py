@@ -47,7 +47,14 @@ class RunDirectory:
         """The append-only evaluation rows."""
         return self.root / "rows.jsonl"
 
-    def prepare(self, config: dict[str, Any], *, fresh: bool, guarded: tuple[str, ...]) -> None:
+    def prepare(
+        self,
+        config: dict[str, Any],
+        *,
+        fresh: bool,
+        guarded: tuple[str, ...],
+        defaults: dict[str, Any] | None = None,
+    ) -> None:
         """Create the run directory, or check that a rerun uses the same settings.
 
         Args:
@@ -55,6 +62,9 @@ class RunDirectory:
             fresh: Delete whatever an earlier run left here first.
             guarded: Keys of ``config`` that cached models and rows depend on; a rerun with
                 other values must use ``--fresh`` or another ``--run``.
+            defaults: Values of guarded settings added after a run was made: a run whose
+                saved configuration lacks such a key was made with this value (the
+                behaviour before the setting existed), so a rerun with it may resume.
 
         Raises:
             SystemExit: When a rerun changes a guarded setting.
@@ -65,7 +75,8 @@ class RunDirectory:
         path = self.root / "config.json"
         if path.exists():
             old = json.loads(path.read_text())
-            changed = [k for k in guarded if old.get(k) != config.get(k)]
+            before = {**(defaults or {}), **old}
+            changed = [k for k in guarded if before.get(k) != config.get(k)]
             if changed:
                 raise SystemExit(
                     f"{self.root} holds a run with other settings ({', '.join(changed)}); "

@@ -96,3 +96,21 @@ def test_adversary_lr_reaches_the_learned_channels():
     learned = specs["NN50"].recipe.channel.components[1]
     assert learned.lr == 0.01
     assert learned.optimizer.param_groups[0]["lr"] == 0.01
+
+
+def test_a_guarded_setting_added_later_resumes_runs_made_before_it(tmp_path):
+    from benchlib.experiment import RunDirectory
+
+    run = RunDirectory(tmp_path / "run")
+    run.prepare({"epochs": 3}, fresh=False, guarded=("epochs",))  # made before adversary_lr
+    guarded, defaults = ("epochs", "adversary_lr"), {"adversary_lr": 1e-3}
+    run.prepare(
+        {"epochs": 3, "adversary_lr": 1e-3}, fresh=False, guarded=guarded, defaults=defaults
+    )
+    (run.root / "config.json").write_text('{"epochs": 3}')
+    with pytest.raises(SystemExit, match="adversary_lr"):
+        run.prepare(
+            {"epochs": 3, "adversary_lr": 1e-2}, fresh=False, guarded=guarded, defaults=defaults
+        )
+    with pytest.raises(SystemExit, match="adversary_lr"):  # no default known: strict
+        run.prepare({"epochs": 3, "adversary_lr": 1e-3}, fresh=False, guarded=guarded)
