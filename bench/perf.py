@@ -22,7 +22,7 @@ from perf_sections import SECTIONS  # noqa: E402
 from perf_sections.base import Context, Figure  # noqa: E402
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sections", nargs="*", default=list(SECTIONS), choices=SECTIONS)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -43,7 +43,7 @@ def _table(figures: list[Figure]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
+    args = parse_args(argv)
     device = torch.device(args.device)
     ctx = Context(device=device, quick=args.quick, repeats=args.repeats, seed=args.seed)
     figures: list[Figure] = []

@@ -22,7 +22,6 @@ def test_the_page_shows_each_script():
 @pytest.mark.parametrize(("script", "args"), COMMANDS, ids=[" ".join(c) for c in COMMANDS])
 def test_command_parses(script, args):
     module = _load_script(script)
-    parse = getattr(module, "parse_args", None) or module._parse
-    ns = parse(shlex.split(args))
+    ns = module.parse_args(shlex.split(args))
     if script == "mnist" and ns.set:
         module._override(module.PROFILES[ns.profile], ns.set)  # the settings exist
