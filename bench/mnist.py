@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import inspect
 import json
 import sys
 import time
@@ -62,6 +63,8 @@ from bnn_core import (  # noqa: E402
 )
 from robust_vi import recipe  # noqa: E402
 
+RECIPE_ADVERSARY_LR: float = inspect.signature(recipe).parameters["adversary_lr"].default
+"""robust_vi's default generator learning rate: what NN/NN50 used before it was a setting."""
 PROACTIVE = ("BL", "OS", "OS50", "MIX", "NN", "NN50", "AT", "AT-PGD")
 REACTIVE = ("onPure", "offPure")
 MODELS = ("BL", "OS", "OS50", "MIX", "NN", "NN50", "onPure", "offPure", "AT", "AT-PGD")
@@ -120,7 +123,7 @@ class Profile:
     reactive_sigma: float
     reactive_samples: int
     adaptive_attacks: tuple[str, ...]
-    adversary_lr: float = 1e-3
+    adversary_lr: float = RECIPE_ADVERSARY_LR
     seed: int = 0
 
 
@@ -195,7 +198,7 @@ GUARDED = (
     "adversary_lr",
     "seed",
 )
-ADDED_SETTINGS = {"adversary_lr": 1e-3}
+ADDED_SETTINGS = {"adversary_lr": RECIPE_ADVERSARY_LR}
 """Guarded settings added after the first release, with the value runs made before had."""
 
 
