@@ -18,6 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib.meta import provenance  # noqa: E402
+from benchlib.timing import STATISTICS  # noqa: E402
 from perf_sections import SECTIONS  # noqa: E402
 from perf_sections.base import Context, Figure  # noqa: E402
 
@@ -29,6 +30,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--statistic",
+        choices=sorted(STATISTICS),
+        default="min",
+        help="summary of the timed rounds (default min: contention only adds time)",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write every figure to FILE")
     return p.parse_args(argv)
 
@@ -45,7 +52,13 @@ def _table(figures: list[Figure]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
-    ctx = Context(device=device, quick=args.quick, repeats=args.repeats, seed=args.seed)
+    ctx = Context(
+        device=device,
+        quick=args.quick,
+        repeats=args.repeats,
+        seed=args.seed,
+        statistic=args.statistic,
+    )
     figures: list[Figure] = []
     for name in args.sections:
         module = importlib.import_module(f"perf_sections.{name}")
@@ -59,7 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "provenance": provenance(device),
-            "settings": {"quick": args.quick, "repeats": args.repeats, "seed": args.seed},
+            "settings": {
+                "quick": args.quick,
+                "repeats": args.repeats,
+                "seed": args.seed,
+                "statistic": args.statistic,
+            },
             "figures": {
                 f.key: {
                     "value": f.value,

@@ -96,7 +96,9 @@ def _throughput(ctx: Context, batch: int, steps: int, eps: float) -> list[Figure
         if float((err > 1e-4).double().mean()) > 0.01:
             raise RuntimeError(f"{name} PGD-L2 disagrees with adv_attacks (max {err.max():.3g})")
     fns = _pgd_l2_variants(model, x, y, eps=eps, steps=steps)
-    times = interleaved_times(fns, repeats=ctx.repeats, warmup=1, device=ctx.device)
+    times = interleaved_times(
+        fns, repeats=ctx.repeats, warmup=1, device=ctx.device, statistic=ctx.statistic
+    )
     what = f"PGD-L2 {steps} steps, batch {batch}, MNIST CNN, {ctx.device.type}"
     figs = [
         Figure(f"attacks.pgd_l2.{k}_img_per_s", batch / t, "img/s", note=f"{k}: {what}")
@@ -166,7 +168,9 @@ def _bayes_step(ctx: Context, batch: int, steps: int, eps: float) -> list[Figure
         "vmap": lambda: pgd(ppd["vmap"], x, y, **kw),
         "loop": lambda: pgd(ppd["loop"], x, y, **kw),
     }
-    times = interleaved_times(fns, repeats=ctx.repeats, warmup=1, device=ctx.device)
+    times = interleaved_times(
+        fns, repeats=ctx.repeats, warmup=1, device=ctx.device, statistic=ctx.statistic
+    )
     what = f"one PGD step, batch {batch}, M = 10, {ctx.device.type}"
     best = min(times["vmap"], times["loop"]) / times["det"]
     return [

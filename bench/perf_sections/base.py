@@ -14,14 +14,17 @@ class Context:
     Attributes:
         device: Where to run.
         quick: Smaller sizes and fewer repeats (a smoke run, seconds not minutes).
-        repeats: Timed repetitions per measurement (medians are reported).
+        repeats: Timed rounds per measurement.
         seed: Seed for any random data.
+        statistic: How the rounds are summarised: ``"min"`` or ``"median"`` (see
+            :mod:`benchlib.timing`).
     """
 
     device: torch.device
     quick: bool = False
     repeats: int = 5
     seed: int = 0
+    statistic: str = "min"
 
 
 @dataclass

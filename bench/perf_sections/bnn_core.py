@@ -82,7 +82,9 @@ def run(ctx: Context) -> list[Figure]:
         "det_infer": det_infer,
         "ppd_infer": ppd_infer,
     }
-    times = interleaved_times(fns, repeats=repeats, warmup=2, device=device)
+    times = interleaved_times(
+        fns, repeats=repeats, warmup=2, device=device, statistic=ctx.statistic
+    )
     base = times["det"]
     auto_path = bc.resolve_method("auto", bnn, device).value
     extra = {

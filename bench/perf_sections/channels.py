@@ -72,7 +72,7 @@ def run(ctx: Context) -> list[Figure]:
         "nn": sample_nn,
         "nn_step": lambda: learned.adversary_step(model, x, y, generator=g),
     }
-    t = interleaved_times(fns, repeats=repeats, warmup=1, device=device)
+    t = interleaved_times(fns, repeats=repeats, warmup=1, device=device, statistic=ctx.statistic)
     what = f"batch {batch}, MNIST CNN, {device.type}"
     ref = t["fwdbwd"]
     figs = [

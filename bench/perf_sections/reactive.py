@@ -200,7 +200,7 @@ def run(ctx: Context) -> list[Figure]:
         ),
     }
     identity.mode = one_step.mode = "online"
-    t = interleaved_times(fns, repeats=ctx.repeats, device=ctx.device)
+    t = interleaved_times(fns, repeats=ctx.repeats, device=ctx.device, statistic=ctx.statistic)
 
     for name in ("identity", "one_step"):
         keys_n = s["N"] if name == "identity" else s["M"] * s["N"]

@@ -96,9 +96,15 @@ def run(ctx: Context) -> list[Figure]:
         lib_trainer.optimizer.step()
 
     fns = {name: epoch(t) for name, t in trainers.items()}
-    times = interleaved_times(fns, repeats=repeats, warmup=1, device=device)
+    times = interleaved_times(
+        fns, repeats=repeats, warmup=1, device=device, statistic=ctx.statistic
+    )
     steps = interleaved_times(
-        {"plain": plain_step, "lib": lib_step}, repeats=5 * repeats, warmup=3, device=device
+        {"plain": plain_step, "lib": lib_step},
+        repeats=5 * repeats,
+        warmup=3,
+        device=device,
+        statistic=ctx.statistic,
     )
     base = times["bl"]
     extra = {
