@@ -35,6 +35,7 @@ import torch
 
 from adv_reactive import ReactivePPD, reactive_aggregate
 from adv_reactive._triton import TRITON_AVAILABLE
+from benchlib.allocator import release_freed_memory
 from benchlib.timing import interleaved_times
 from perf_sections.base import Context, Figure
 
@@ -81,6 +82,7 @@ class _PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._base = torch.cuda.memory_allocated(self.device)
             return self
+        release_freed_memory()  # memory kept by malloc would hide the growth
         try:
             Path("/proc/self/clear_refs").write_text("5")  # reset the peak to the current RSS
             self._base = self._hwm_kb()
