@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib.allocator import keep_freed_memory  # noqa: E402
+from benchlib.allocator import state as allocator_state  # noqa: E402
 from benchlib.meta import provenance  # noqa: E402
 from benchlib.timing import STATISTICS  # noqa: E402
 from perf_sections import SECTIONS  # noqa: E402
@@ -93,7 +94,7 @@ def _run_isolated(args: argparse.Namespace, name: str) -> list[Figure]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    allocator = keep_freed_memory() if args.allocator == "warm" else "default allocator"
+    allocator = keep_freed_memory() if args.allocator == "warm" else allocator_state()
     device = torch.device(args.device)
     ctx = Context(
         device=device,

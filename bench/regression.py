@@ -85,7 +85,12 @@ from tqdm.auto import tqdm  # noqa: E402
 from adv_channels import OneStepChannel  # noqa: E402
 from adv_reactive import ReactivePPD  # noqa: E402
 from benchlib import paper  # noqa: E402
-from benchlib.cli import add_run_arguments, apply_threads, parse_setting  # noqa: E402
+from benchlib.cli import (  # noqa: E402
+    add_run_arguments,
+    apply_allocator,
+    apply_threads,
+    parse_setting,
+)
 from benchlib.evaluate import ATTACKS, AttackSettings, attack  # noqa: E402
 from benchlib.experiment import (  # noqa: E402
     REPO,
@@ -876,6 +881,7 @@ def main(argv: list[str] | None = None) -> int:
     models, attacks = list(args.models), [a for a in ATTACKS if a in args.attacks]
     device = resolve_device(args.device)
     apply_threads(args.threads)
+    apply_allocator(args.allocator)
     torch.manual_seed(profile.seed)
     run = RunDirectory(args.out / (args.run or profile.name))
     config = config_dict(profile)

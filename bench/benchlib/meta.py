@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from benchlib import allocator
+
 _DISTRIBUTIONS = (
     "bnn-core",
     "adv-attacks",
@@ -69,4 +71,5 @@ def provenance(device: torch.device) -> dict[str, object]:
         "device_name": device_name(device),
         "versions": versions(),
         "platform": platform.platform(),
+        "allocator": allocator.state(),
     }
