@@ -114,3 +114,31 @@ def test_a_guarded_setting_added_later_resumes_runs_made_before_it(tmp_path):
         )
     with pytest.raises(SystemExit, match="adversary_lr"):  # no default known: strict
         run.prepare({"epochs": 3, "adversary_lr": 1e-3}, fresh=False, guarded=guarded)
+
+
+def test_verdicts_report_the_bar_and_the_learned_channel_gap():
+    mnist = _load_script("mnist")
+    acc = {
+        ("BL", "PGD", 2.0): (0.09, 0.03),
+        ("MIX", "PGD", 2.0): (0.6053, 0.04),
+        ("NN50", "PGD", 2.0): (0.514, 0.05),
+        ("AT", "PGD", 2.0): (0.36, 0.02),
+        ("NN", "Clean", 0.0): (0.963, 0.02),
+    }
+    nll = {
+        ("BL", "PGD", 2.0): (4.33, 0.1),
+        ("MIX", "PGD", 2.0): (1.27, 0.1),
+        ("NN50", "PGD", 2.0): (1.36, 0.1),
+        ("AT", "PGD", 2.0): (1.61, 0.1),
+        ("NN", "Clean", 0.0): (0.14, 0.01),
+    }
+    lines = mnist._verdicts(acc, nll, 2.0, 2.0)
+    bar = next(line for line in lines if "bar" in line)
+    assert "MIX 0.61, NN50 0.51 (needs >= 0.6: NOT met)" in bar
+    assert "NLL below BL's and AT's: met (BL 4.33, MIX 1.27, NN50 1.36, AT 1.61)" in bar
+    nn = next(line for line in lines if line.startswith("- NN (learned"))
+    assert "accuracy 0.96, NLL 0.14 (paper 0.59, 9.24)" in nn
+    acc[("NN50", "PGD", 2.0)] = (0.6, 0.0)
+    assert "(needs >= 0.6: met)" in next(
+        x for x in mnist._verdicts(acc, nll, 2.0, 2.0) if "bar" in x
+    )
