@@ -26,8 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib.allocator import keep_freed_memory  # noqa: E402
-from benchlib.allocator import state as allocator_state  # noqa: E402
+from benchlib.cli import add_allocator_argument, apply_allocator  # noqa: E402
 from benchlib.meta import provenance  # noqa: E402
 from benchlib.timing import STATISTICS  # noqa: E402
 from perf_sections import SECTIONS  # noqa: E402
@@ -47,13 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="min",
         help="summary of the timed rounds (default min: contention only adds time)",
     )
-    p.add_argument(
-        "--allocator",
-        choices=("warm", "default"),
-        default="default",
-        help="default: the C library's malloc as it comes; warm: glibc keeps freed memory, "
-        "so no step page-faults in what the previous one freed (benchlib/allocator.py)",
-    )
+    add_allocator_argument(p, default="default")
     p.add_argument(
         "--no-isolate",
         dest="isolate",
@@ -94,7 +87,7 @@ def _run_isolated(args: argparse.Namespace, name: str) -> list[Figure]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    allocator = keep_freed_memory() if args.allocator == "warm" else allocator_state()
+    allocator = apply_allocator(args.allocator)
     device = torch.device(args.device)
     ctx = Context(
         device=device,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from benchlib.allocator import keep_freed_memory
+from benchlib.allocator import keep_freed_memory, state
 
 
 def add_run_arguments(
@@ -30,12 +30,18 @@ def add_run_arguments(
     parser.add_argument("--out", type=Path, default=out, help="parent of the run directories")
     parser.add_argument("--fresh", action="store_true", help="discard cached models and rows")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_allocator_argument(parser, default="warm")
+
+
+def add_allocator_argument(parser: argparse.ArgumentParser, *, default: str) -> None:
+    """Add ``--allocator warm|default`` (see :mod:`benchlib.allocator`) with ``default``."""
     parser.add_argument(
         "--allocator",
         choices=("warm", "default"),
-        default="warm",
-        help="warm (default): glibc malloc keeps freed memory instead of page-faulting it "
-        "back in every step (about 20%% faster on CPU; benchlib/allocator.py); default: leave it",
+        default=default,
+        help="warm: glibc malloc keeps freed memory instead of page-faulting it back in every "
+        "step (about 20%% faster on CPU; benchlib/allocator.py); default: the C library's "
+        f"malloc as it comes. This script uses {default!r} unless told",
     )
 
 
@@ -60,10 +66,13 @@ def parse_setting(current: object, value: str, *, optional_int: bool = False) ->
     return type(current)(value)
 
 
-def apply_allocator(choice: str) -> None:
-    """Make glibc keep freed memory when ``choice`` is ``"warm"`` (see ``--allocator``)."""
-    if choice == "warm":
-        keep_freed_memory()
+def apply_allocator(choice: str) -> str:
+    """Make glibc keep freed memory when ``choice`` is ``"warm"`` (see ``--allocator``).
+
+    Returns:
+        The allocator's state in words (:func:`benchlib.allocator.state`).
+    """
+    return keep_freed_memory() if choice == "warm" else state()
 
 
 def apply_threads(threads: int | None) -> None:

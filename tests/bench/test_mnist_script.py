@@ -118,20 +118,15 @@ def test_a_guarded_setting_added_later_resumes_runs_made_before_it(tmp_path):
 
 def test_verdicts_report_the_bar_and_the_learned_channel_gap():
     mnist = _load_script("mnist")
-    acc = {
-        ("BL", "PGD", 2.0): (0.09, 0.03),
-        ("MIX", "PGD", 2.0): (0.6053, 0.04),
-        ("NN50", "PGD", 2.0): (0.514, 0.05),
-        ("AT", "PGD", 2.0): (0.36, 0.02),
-        ("NN", "Clean", 0.0): (0.963, 0.02),
+    cells = {  # (model, attack, eps): (accuracy, NLL)
+        ("BL", "PGD", 2.0): (0.09, 4.33),
+        ("MIX", "PGD", 2.0): (0.6053, 1.27),
+        ("NN50", "PGD", 2.0): (0.514, 1.36),
+        ("AT", "PGD", 2.0): (0.36, 1.61),
+        ("NN", "Clean", 0.0): (0.963, 0.14),
     }
-    nll = {
-        ("BL", "PGD", 2.0): (4.33, 0.1),
-        ("MIX", "PGD", 2.0): (1.27, 0.1),
-        ("NN50", "PGD", 2.0): (1.36, 0.1),
-        ("AT", "PGD", 2.0): (1.61, 0.1),
-        ("NN", "Clean", 0.0): (0.14, 0.01),
-    }
+    acc = {k: (a, 0.0) for k, (a, _) in cells.items()}
+    nll = {k: (n, 0.0) for k, (_, n) in cells.items()}
     lines = mnist._verdicts(acc, nll, 2.0, 2.0)
     bar = next(line for line in lines if "bar" in line)
     assert "MIX 0.61, NN50 0.51 (needs >= 0.6: NOT met)" in bar
