@@ -152,6 +152,50 @@ def test_sampling_modes_are_restored_even_on_error(mlp) -> None:
     assert mlp.training
 
 
+def test_loop_clears_the_drawn_weights_even_on_error(mlp) -> None:
+    """The loop hands each draw's weights to the layers; none may stay after the call."""
+
+    class Boom(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("boom")
+
+    x = torch.randn(2, 4, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="boom"):
+        forward_samples(nn.Sequential(mlp, Boom()), x, 2, method="loop")
+    assert all(layer._drawn is None for layer in (mlp[0], mlp[2]))
+    assert not torch.equal(mlp(x), mlp(x))  # "sample" mode draws afresh again
+    set_sample_mode(mlp, "mean")
+    h = torch.tanh(F.linear(x, mlp[0].weight_mu, mlp[0].bias_mu))
+    torch.testing.assert_close(mlp(x), F.linear(h, mlp[2].weight_mu, mlp[2].bias_mu))
+
+
+def test_loop_with_some_parameters_drawn_matches_functional_call(mlp) -> None:
+    """Entries left out of ``weights`` use ``μ``, as ``functional_call`` would substitute."""
+    x = torch.randn(5, 4, dtype=torch.float64)
+    w = sample_weights(mlp, 3, generator=torch.Generator().manual_seed(4))
+    partial = {"0.weight": w["0.weight"], "2.bias": w["2.bias"]}
+    out = forward_samples(mlp, x, weights=partial, method="loop")
+    set_sample_mode(mlp, "mean")
+    for m in range(3):
+        ref = functional_call(mlp, {f"{k}_mu": v[m] for k, v in partial.items()}, (x,))
+        torch.testing.assert_close(out[m], ref)
+
+
+def test_loop_on_a_model_that_reuses_a_layer() -> None:
+    """A layer applied twice sees the same draw both times (one weight per module)."""
+    torch.manual_seed(0)
+    layer = BayesLinear(3, 3, init_sigma=0.3, dtype=torch.float64)
+    model = nn.Sequential(layer, nn.Tanh(), layer)
+    x = torch.randn(4, 3, dtype=torch.float64)
+    w = sample_weights(model, 2, generator=torch.Generator().manual_seed(1))
+    assert set(w) == {"0.weight", "0.bias"}
+    out = forward_samples(model, x, weights=w, method="loop")
+    for m in range(2):
+        h = torch.tanh(F.linear(x, w["0.weight"][m], w["0.bias"][m]))
+        torch.testing.assert_close(out[m], F.linear(h, w["0.weight"][m], w["0.bias"][m]))
+    torch.testing.assert_close(out, forward_samples(model, x, weights=w, method="vmap"))
+
+
 def test_auto_picks_loop_on_cpu_and_avoids_vmap_with_training_batchnorm() -> None:
     model = resnet18(width=4)
     cpu, cuda = torch.device("cpu"), torch.device("cuda")

@@ -14,7 +14,7 @@ picks accordingly.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +31,7 @@ from bnn_core._checks import (
     check_tensor,
 )
 from bnn_core.enums import SampleMode, SamplingMethod
-from bnn_core.layers.base import bayesian_modules
+from bnn_core.layers.base import BayesianModule, bayesian_modules
 from bnn_core.modes import sample_mode
 
 __all__ = ["forward_samples", "resolve_method", "sample_weights"]
@@ -298,8 +298,41 @@ def forward_samples(
                 return _as_output(functional_call(model, p, (x,)))
 
             return vmap(one_draw, randomness="different")(substituted)
-        outs = [
-            _as_output(functional_call(model, {k: v[m] for k, v in substituted.items()}, (x,)))
-            for m in range(draws)
-        ]
-        return torch.stack(outs)
+        return _loop_draws(model, x, params, draws)
+
+
+def _loop_draws(model: nn.Module, x: Tensor, params: Mapping[str, Tensor], draws: int) -> Tensor:
+    """The loop path: one forward per draw with the draw's weights set on each layer.
+
+    Each layer's draws are split with one ``unbind`` (its backward stacks the ``M``
+    gradients into one tensor, where per-draw indexing would zero-fill an ``(M, ...)``
+    buffer per draw), and the weights are handed to the layers directly: the same result
+    as ``functional_call`` with ``weight_mu`` substituted, without its per-call cost of
+    swapping every parameter of the module (about 5% of a draw of the MNIST CNN).
+    """
+    plan: list[tuple[BayesianModule, Sequence[Tensor] | None, Sequence[Tensor] | None]] = []
+    for name, layer in bayesian_modules(model):
+        prefix = f"{name}." if name else ""
+        weight, bias = params.get(prefix + "weight"), params.get(prefix + "bias")
+        if weight is None and bias is None:
+            continue
+        plan.append(
+            (
+                layer,
+                None if weight is None else weight.unbind(0),
+                None if bias is None else bias.unbind(0),
+            )
+        )
+    outs = []
+    try:
+        for m in range(draws):
+            for layer, weights, biases in plan:
+                layer._drawn = (
+                    layer.weight_mu if weights is None else weights[m],
+                    layer.bias_mu if biases is None else biases[m],
+                )
+            outs.append(_as_output(model(x)))
+    finally:
+        for layer, _, _ in plan:
+            layer._drawn = None
+    return torch.stack(outs)

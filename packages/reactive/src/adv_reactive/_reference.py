@@ -51,14 +51,18 @@ def group_stats(
     lse = queries.new_empty(num_q, num_groups)
     out = queries.new_empty(num_q, num_groups, num_values)
     sumsq = queries.new_empty(num_q, num_groups)
-    ones = queries.new_ones(min(chunk_size, num_keys), 1)
+    # The weighted values are accumulated transposed, ``(C + 1, B) += v_chunkᵀ · weightsᵀ``
+    # with ``v_chunkᵀ`` contiguous: for C ≈ 10 this orientation of the skinny product runs
+    # about 2.5x faster on the CPU than ``weights · v_chunk`` (a tenth of the chunk's time).
+    value_block = queries.new_empty(num_values + 1, min(chunk_size, num_keys))
+    value_block[num_values] = 1.0
     for g in range(num_groups):
         # s'_bi = q_b·k_i / σ² − ‖k_i‖² / (2σ²): the score without the per-query ‖q_b‖² term.
         bias = key_sq_norms[g].to(dtype) * (-0.5 * inv_var)
         run_max = queries.new_full((num_q,), -torch.inf)
         run_sq = queries.new_zeros(num_q)
-        # Running Σ_i p_i [v_i, 1]: the last column is the running sum of the weights.
-        run_acc = queries.new_zeros(num_q, num_values + 1)
+        # Running Σ_i p_i [v_i, 1]ᵀ: the last row is the running sum of the weights.
+        run_acc = queries.new_zeros(num_values + 1, num_q)
         for start in range(0, num_keys, chunk_size):
             stop = min(start + chunk_size, num_keys)
             k_chunk = keys[g, start:stop].to(dtype)
@@ -67,12 +71,13 @@ def group_stats(
             rescale = torch.exp(run_max - new_max)
             weights = scores.sub_(new_max[:, None]).exp_()
             run_sq = run_sq * rescale.square() + torch.linalg.vecdot(weights, weights)
-            v_chunk = torch.cat((values[g, start:stop].to(dtype), ones[: stop - start]), dim=1)
-            run_acc = torch.addmm(run_acc * rescale[:, None], weights, v_chunk)
+            v_block = value_block[:, : stop - start]
+            v_block[:num_values] = values[g, start:stop].T
+            run_acc = torch.addmm(run_acc * rescale, v_block, weights.T)
             run_max = new_max
-        total = run_acc[:, -1]
+        total = run_acc[-1]
         lse[:, g] = run_max + torch.log(total)
-        out[:, g] = run_acc[:, :-1] / total[:, None]
+        out[:, g] = (run_acc[:-1] / total).T
         sumsq[:, g] = run_sq / total.square()
     lse -= (0.5 * inv_var) * torch.linalg.vecdot(queries, queries)[:, None]
     return lse, out, sumsq

@@ -32,7 +32,9 @@ class BayesianModule(nn.Module):
     The forward pass depends on :attr:`sample_mode` (see :class:`bnn_core.SampleMode`):
     ``"sample"`` draws ``w = μ + σ ⊙ ε`` afresh at every call, ``"local"`` samples the
     pre-activations (``N(op(x, μ), op(x², σ²))``, independently per example), ``"mean"``
-    uses ``μ``. Layers return plain tensors; the KL is available from :meth:`kl`.
+    uses ``μ``. Layers return plain tensors; the KL is available from :meth:`kl`. While
+    :func:`bnn_core.forward_samples` evaluates one of its draws, the layer uses that
+    draw's weights instead, whatever its mode (the ``_drawn`` slot, set and cleared there).
 
     Args:
         prior: The prior over weights and biases. Default ``GaussianPrior(0, 1)``.
@@ -60,6 +62,7 @@ class BayesianModule(nn.Module):
         self.prior = prior
         self.init_sigma = check_positive_float(init_sigma, "init_sigma")
         self.sample_mode = sample_mode
+        self._drawn: tuple[Tensor, Tensor | None] | None = None
 
     # -- the override surface -------------------------------------------------------------
 
@@ -158,6 +161,9 @@ class BayesianModule(nn.Module):
     def forward(self, input: Tensor) -> Tensor:
         """Apply the layer in its current :attr:`sample_mode` (see the class docstring)."""
         self.check_input(input)
+        drawn = self._drawn
+        if drawn is not None:
+            return self.linear_op(input, drawn[0], drawn[1])
         mode = self._sample_mode
         if mode is SampleMode.MEAN:
             return self.linear_op(input, self.weight_mu, self.bias_mu)
