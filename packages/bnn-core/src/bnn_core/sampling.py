@@ -1,10 +1,12 @@
 """Many posterior draws in one call: weight samples and per-draw forward passes.
 
 Two evaluation paths sit behind :func:`forward_samples` and give the same result for the
-same draws: a batched one (``torch.func.vmap`` over ``torch.func.functional_call``) and a
-loop over draws. Both put the model in ``"mean"`` mode for the duration of the call and
-substitute the drawn weights for the ``*_mu`` parameters, so gradients reach ``μ`` and
-``ρ`` through ``w = μ + softplus(ρ) ⊙ ε`` and reach the input.
+same draws: a batched one (``torch.func.vmap`` over ``torch.func.functional_call``, the
+drawn weights substituted for the ``*_mu`` parameters) and a loop over draws (each draw's
+weights handed to the Bayesian layers directly, which costs less per draw than
+``functional_call``). Both put the model in ``"mean"`` mode for the duration of the call,
+so layers without drawn weights use ``μ``; gradients reach ``μ`` and ``ρ`` through
+``w = μ + softplus(ρ) ⊙ ε`` and reach the input.
 
 Which is faster depends on the device (``bench/perf.py``, section ``bnn_core``): on a
 small CPU the loop wins, since one draw's activations stay in cache while the batched
