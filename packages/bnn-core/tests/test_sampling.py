@@ -196,6 +196,22 @@ def test_loop_on_a_model_that_reuses_a_layer() -> None:
     torch.testing.assert_close(out, forward_samples(model, x, weights=w, method="vmap"))
 
 
+def test_loop_on_a_layer_with_its_own_forward_uses_the_draws() -> None:
+    """A subclass whose ``forward`` reads ``weight_mu`` itself still sees each draw."""
+
+    class Scaled(BayesLinear):
+        def forward(self, input: torch.Tensor) -> torch.Tensor:
+            return 2.0 * F.linear(input, self.weight_mu, self.bias_mu)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(Scaled(3, 2, init_sigma=0.3, dtype=torch.float64))
+    x = torch.randn(4, 3, dtype=torch.float64)
+    w = sample_weights(model, 3, generator=torch.Generator().manual_seed(2))
+    out = forward_samples(model, x, weights=w, method="loop")
+    for m in range(3):
+        torch.testing.assert_close(out[m], 2.0 * F.linear(x, w["0.weight"][m], w["0.bias"][m]))
+
+
 def test_auto_picks_loop_on_cpu_and_avoids_vmap_with_training_batchnorm() -> None:
     model = resnet18(width=4)
     cpu, cuda = torch.device("cpu"), torch.device("cuda")

@@ -300,7 +300,28 @@ def forward_samples(
                 return _as_output(functional_call(model, p, (x,)))
 
             return vmap(one_draw, randomness="different")(substituted)
+        if not _draws_settable(model):
+            return torch.stack(
+                [
+                    _as_output(
+                        functional_call(model, {k: v[m] for k, v in substituted.items()}, (x,))
+                    )
+                    for m in range(draws)
+                ]
+            )
         return _loop_draws(model, x, params, draws)
+
+
+def _draws_settable(model: nn.Module) -> bool:
+    """Whether every Bayesian layer runs the base class's ``forward`` (the fast loop path).
+
+    That ``forward`` honours drawn weights set on the layer; a subclass with its own
+    ``forward`` might read ``weight_mu`` directly, so such models go through
+    ``functional_call``, which substitutes the parameter itself.
+    """
+    return all(
+        type(layer).forward is BayesianModule.forward for _, layer in bayesian_modules(model)
+    )
 
 
 def _loop_draws(model: nn.Module, x: Tensor, params: Mapping[str, Tensor], draws: int) -> Tensor:

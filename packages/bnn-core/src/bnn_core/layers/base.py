@@ -161,7 +161,7 @@ class BayesianModule(nn.Module):
     def forward(self, input: Tensor) -> Tensor:
         """Apply the layer in its current :attr:`sample_mode` (see the class docstring)."""
         self.check_input(input)
-        drawn = self._drawn
+        drawn = getattr(self, "_drawn", None)  # absent on layers pickled by older versions
         if drawn is not None:
             return self.linear_op(input, drawn[0], drawn[1])
         mode = self._sample_mode
