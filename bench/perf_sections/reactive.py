@@ -8,7 +8,9 @@ N = 4,096, M = 4, B = 64):
   draws; one-step: M·N keys): wall time, and its peak memory beyond what existed before
   (Linux ``VmHWM`` after resetting it through ``/proc/self/clear_refs``; on CUDA the
   allocator's peak), against the size of the stored state;
-* reactive inference (online and offline, both channels; no gradients) time per test input
+* reactive inference (online and offline, both channels, and the one-step channel with
+  its keys stored as inputs plus bfloat16 offsets, ``offset_dtype=torch.bfloat16``, with the
+  largest differences that makes to the outputs; no gradients) time per test input
   relative to standard BNN inference with the same M (``PosteriorPredictive`` forward),
   measured round-robin in the same run (goals: identity <= 3x, one-step <= 20x; the paper
   reports > 1000x), and an adaptive attack's gradient step through the defence relative to
@@ -103,14 +105,17 @@ def _fit(ctx: Context, s: dict[str, int], model, d) -> tuple[dict[str, ReactiveP
     from adv_channels import GaussianChannel, OneStepChannel
 
     channels = {
-        "identity": GaussianChannel(SIGMA),
-        "one_step": OneStepChannel(eps=EPS, sigma=SIGMA),
+        "identity": (GaussianChannel(SIGMA), None),
+        "one_step": (OneStepChannel(eps=EPS, sigma=SIGMA), None),
+        "one_step_bf16": (OneStepChannel(eps=EPS, sigma=SIGMA), torch.bfloat16),
     }
     fitted: dict[str, ReactivePPD] = {}
     figs: list[Figure] = []
-    for name, channel in channels.items():
+    for name, (channel, offset_dtype) in channels.items():
         gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
-        rppd = ReactivePPD(model, channel, num_samples=s["M"], generator=gen)
+        rppd = ReactivePPD(
+            model, channel, num_samples=s["M"], generator=gen, offset_dtype=offset_dtype
+        )
         with _PeakMemory(ctx.device) as peak:
             t0 = time.perf_counter()
             rppd.fit(d["x"], d["y"], progress=False)
@@ -162,6 +167,7 @@ def run(ctx: Context) -> list[Figure]:
     model = bnn_core.mnist_cnn(init_sigma=0.05).to(ctx.device)
     fitted, figs = _fit(ctx, s, model, d)
     identity, one_step = fitted["identity"], fitted["one_step"]
+    one_step_bf16 = fitted["one_step_bf16"]
 
     x_test = d["x_test"]
     q = x_test.flatten(1)
@@ -193,6 +199,8 @@ def run(ctx: Context) -> list[Figure]:
         "identity.offline": infer(identity, "offline"),
         "one_step.online": infer(one_step, "online"),
         "one_step.offline": infer(one_step, "offline"),
+        "one_step_bf16.online": infer(one_step_bf16, "online"),
+        "one_step_bf16.offline": infer(one_step_bf16, "offline"),
         "standard.grad": attack_step(ppd),
         "identity.grad": attack_step(identity),
         "matmul": lambda: q @ keys.T,
@@ -201,11 +209,12 @@ def run(ctx: Context) -> list[Figure]:
             q, keys, mean_values, sigma=SIGMA, key_sq_norms=norms, backend=backend
         ),
     }
-    identity.mode = one_step.mode = "online"
+    identity.mode = one_step.mode = one_step_bf16.mode = "online"
     t = interleaved_times(fns, repeats=ctx.repeats, device=ctx.device, statistic=ctx.statistic)
 
-    for name in ("identity", "one_step"):
+    for name in ("identity", "one_step", "one_step_bf16"):
         keys_n = s["N"] if name == "identity" else s["M"] * s["N"]
+        keys_what = f"{keys_n} keys" + (", bfloat16 offsets" if name.endswith("bf16") else "")
         for mode in ("online", "offline"):
             key = f"{name}.{mode}"
             figs += [
@@ -213,8 +222,8 @@ def run(ctx: Context) -> list[Figure]:
                     f"{_PREFIX}.{name}.{mode}_vs_standard",
                     t[key] / t["standard"],
                     "x",
-                    goal=GOALS[name],
-                    note=f"reactive inference ({mode}, {keys_n} keys) per test input vs "
+                    goal=GOALS.get(name, ""),
+                    note=f"reactive inference ({mode}, {keys_what}) per test input vs "
                     f"standard BNN inference (PosteriorPredictive, M={s['M']}), {size}",
                 ),
                 Figure(
@@ -261,6 +270,7 @@ def run(ctx: Context) -> list[Figure]:
             "%",
             note="torch.cdist(queries, keys) vs the plain matmul (reference)",
         ),
+        *_offset_error_figures(one_step, one_step_bf16, x_test),
         Figure(
             f"{_PREFIX}.one_step.relative_to_identity",
             t["one_step.online"] / t["identity.online"],
@@ -279,6 +289,34 @@ def run(ctx: Context) -> list[Figure]:
             "values": one_step.values,
         }
         figs.extend(_cuda_figures(ctx, s, cuda_data, SIGMA))
+    return figs
+
+
+def _offset_error_figures(
+    exact: ReactivePPD, split: ReactivePPD, x_test: torch.Tensor
+) -> list[Figure]:
+    """How far bfloat16 offsets move the one-step defence's outputs (same draws and keys)."""
+    figs = []
+    for mode in ("online", "offline"):
+        exact.mode = split.mode = mode
+        with torch.no_grad():
+            a, b = exact.predict(x_test), split.predict(x_test)
+        assert a.probs is not None and b.probs is not None
+        figs += [
+            Figure(
+                f"{_PREFIX}.one_step_bf16.{mode}.max_log_normalizer_error",
+                float((a.log_normalizer - b.log_normalizer).abs().max()),
+                "nats",
+                note="largest |log Σ_i k_mi| difference, bfloat16 offsets vs float32 keys",
+            ),
+            Figure(
+                f"{_PREFIX}.one_step_bf16.{mode}.max_prob_error",
+                float((a.probs - b.probs).abs().max()),
+                "",
+                note="largest reactive-PPD probability difference, bfloat16 offsets vs float32",
+            ),
+        ]
+    exact.mode = split.mode = "online"
     return figs
 
 

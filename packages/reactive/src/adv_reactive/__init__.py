@@ -21,6 +21,7 @@ from adv_reactive.binomial import betainc, binomial_test, clopper_pearson_lower
 from adv_reactive.channels import channel_sigma
 from adv_reactive.draw_predictive import DrawPredictive
 from adv_reactive.gaussian_mixture import reactive_gaussian_log_prob
+from adv_reactive.offset_keys import OffsetKeys
 from adv_reactive.ops import ReactiveAggregate, reactive_aggregate, squared_norms
 from adv_reactive.options import AggregationMode, Backend
 from adv_reactive.prediction import PurifiedInputs, ReactivePrediction
@@ -36,6 +37,7 @@ __all__ = [
     "Backend",
     "Certificate",
     "DrawPredictive",
+    "OffsetKeys",
     "PurifiedInputs",
     "ReactiveAggregate",
     "ReactivePPD",

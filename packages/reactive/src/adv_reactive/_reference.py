@@ -20,12 +20,24 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from adv_reactive.offset_keys import LOW_PRECISION, OffsetKeys
+
 __all__ = ["group_stats", "group_stats_backward", "top_k_inputs"]
+
+Keys = Tensor | OffsetKeys
+"""``(G, N, D)`` keys, or :class:`~adv_reactive.offset_keys.OffsetKeys` standing for them."""
+
+
+def _key_chunk(keys: Keys, group: int, start: int, stop: int, dtype: torch.dtype) -> Tensor:
+    """Keys ``start:stop`` of ``group`` in ``dtype``, ``(stop − start, D)``."""
+    if isinstance(keys, OffsetKeys):
+        return keys.chunk(group, start, stop, dtype)
+    return keys[group, start:stop].to(dtype)
 
 
 def group_stats(
     queries: Tensor,
-    keys: Tensor,
+    keys: Keys,
     key_sq_norms: Tensor,
     values: Tensor,
     inv_var: float,
@@ -35,7 +47,7 @@ def group_stats(
 
     Args:
         queries: ``(B, D)`` in the compute dtype (float32 or float64).
-        keys: ``(G, N, D)``; any floating dtype (cast chunk by chunk).
+        keys: ``(G, N, D)``; any floating dtype (cast chunk by chunk); or ``OffsetKeys``.
         key_sq_norms: ``(G, N)`` squared L2 norms of the keys.
         values: ``(G, N, C)``.
         inv_var: ``1 / σ²``.
@@ -44,6 +56,8 @@ def group_stats(
     Returns:
         ``lse (B, G)``, ``out (B, G, C)`` and ``sumsq (B, G)``, in the queries' dtype.
     """
+    if isinstance(keys, OffsetKeys):
+        return _offset_group_stats(queries, keys, key_sq_norms, values, inv_var, chunk_size)
     dtype = queries.dtype
     num_q = queries.shape[0]
     num_groups, num_keys, _ = keys.shape
@@ -83,9 +97,59 @@ def group_stats(
     return lse, out, sumsq
 
 
+def _offset_group_stats(
+    queries: Tensor,
+    keys: OffsetKeys,
+    key_sq_norms: Tensor,
+    values: Tensor,
+    inv_var: float,
+    chunk_size: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`group_stats` for ``OffsetKeys``: chunks outside, groups inside.
+
+    Per chunk of ``N``, ``q·base`` is one product shared by the ``G`` groups; each group adds
+    its ``q·offsets`` (in the offsets' dtype when that is half precision) and updates its own
+    running log-sum-exp, exactly as :func:`group_stats` does.
+    """
+    dtype = queries.dtype
+    num_q = queries.shape[0]
+    num_groups, num_keys, _ = keys.offsets.shape
+    num_values = values.shape[-1]
+    low = keys.offsets.dtype in LOW_PRECISION
+    q_low = queries.to(keys.offsets.dtype) if low else queries
+    bias = key_sq_norms.to(dtype) * (-0.5 * inv_var)  # (G, N)
+    run_max = queries.new_full((num_groups, num_q), -torch.inf)
+    run_sq = queries.new_zeros(num_groups, num_q)
+    run_acc = queries.new_zeros(num_groups, num_values + 1, num_q)  # transposed, as above
+    value_block = queries.new_empty(num_values + 1, min(chunk_size, num_keys))
+    value_block[num_values] = 1.0
+    for start in range(0, num_keys, chunk_size):
+        stop = min(start + chunk_size, num_keys)
+        shared = queries @ keys.base[start:stop].to(dtype).T  # q·x_i, (B, chunk)
+        v_block = value_block[:, : stop - start]
+        for g in range(num_groups):
+            off = keys.offsets[g, start:stop]
+            part = q_low @ off.T if low else queries @ off.to(dtype).T
+            scores = part.to(dtype).add_(shared)
+            scores = torch.add(bias[g, start:stop], scores, alpha=inv_var)
+            new_max = torch.maximum(run_max[g], scores.amax(dim=1))
+            rescale = torch.exp(run_max[g] - new_max)
+            weights = scores.sub_(new_max[:, None]).exp_()
+            run_sq[g] = run_sq[g] * rescale.square() + torch.linalg.vecdot(weights, weights)
+            v_block[:num_values] = values[g, start:stop].T
+            run_acc[g] = torch.addmm(run_acc[g] * rescale, v_block, weights.T)
+            run_max[g] = new_max
+    total = run_acc[:, -1]  # (G, B)
+    lse = (run_max + torch.log(total)).T
+    out = (run_acc[:, :-1] / total[:, None]).permute(2, 0, 1)
+    sumsq = (run_sq / total.square()).T
+    lse = lse - (0.5 * inv_var) * torch.linalg.vecdot(queries, queries)[:, None]
+    return lse.contiguous(), out.contiguous(), sumsq.contiguous()
+
+
 def group_stats_backward(
     queries: Tensor,
-    keys: Tensor,
+    keys: Keys,
     key_sq_norms: Tensor,
     values: Tensor,
     inv_var: float,
@@ -133,7 +197,7 @@ def group_stats_backward(
         beta = (grad_lse[:, g] - torch.linalg.vecdot(g_out, out[:, g]))[:, None]
         for start in range(0, num_keys, chunk_size):
             stop = min(start + chunk_size, num_keys)
-            k_chunk = keys[g, start:stop].to(dtype)
+            k_chunk = _key_chunk(keys, g, start, stop, dtype)
             scores = torch.addmm(bias[start:stop], queries, k_chunk.T, alpha=inv_var)
             weights = scores.sub_(shift).exp_()
             coeff = torch.addmm(beta, g_out, values[g, start:stop].to(dtype).T).mul_(weights)
@@ -144,7 +208,7 @@ def group_stats_backward(
 
 def top_k_inputs(
     queries: Tensor,
-    keys: Tensor,
+    keys: Keys,
     key_sq_norms: Tensor,
     inv_var: float,
     log_offsets: Tensor,
@@ -178,7 +242,7 @@ def top_k_inputs(
         marginal = None
         for g in range(num_groups):
             bias = key_sq_norms[g, start:stop].to(dtype) * (-0.5 * inv_var)
-            k_chunk = keys[g, start:stop].to(dtype)
+            k_chunk = _key_chunk(keys, g, start, stop, dtype)
             logw = torch.addmm(bias, queries, k_chunk.T, alpha=inv_var).sub_(shift[:, g, None])
             marginal = logw if marginal is None else torch.logaddexp(marginal, logw)
         assert marginal is not None

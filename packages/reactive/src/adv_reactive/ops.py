@@ -29,6 +29,7 @@ from torch.autograd.function import once_differentiable
 
 from adv_reactive import _reference
 from adv_reactive._triton import interpreting, kernel_can_run, triton
+from adv_reactive.offset_keys import OffsetKeys
 from adv_reactive.options import AggregationMode, Backend, coerce_option
 
 __all__ = ["ReactiveAggregate", "reactive_aggregate", "squared_norms"]
@@ -64,11 +65,13 @@ class ReactiveAggregate(NamedTuple):
     top_k_weights: Tensor | None
 
 
-def squared_norms(keys: Tensor) -> Tensor:
+def squared_norms(keys: Tensor | OffsetKeys) -> Tensor:
     """Squared L2 norms over the last dimension, to cache with the keys.
 
     Args:
-        keys: ``(..., D)`` keys, e.g. ``(N, D)`` or ``(M, N, D)``.
+        keys: ``(..., D)`` keys, e.g. ``(N, D)`` or ``(M, N, D)``; or
+            :class:`~adv_reactive.OffsetKeys`, whose keys ``base + offsets`` are summed in
+            the compute dtype (float32, or float64 with a float64 base) block by block.
 
     Returns:
         ``(...)`` tensor of ``‖k‖²`` (float32 for half-precision keys, else the keys' dtype).
@@ -77,6 +80,17 @@ def squared_norms(keys: Tensor) -> Tensor:
         >>> squared_norms(torch.tensor([[3.0, 4.0]]))
         tensor([25.])
     """
+    if isinstance(keys, OffsetKeys):
+        _check_offset_keys(keys)
+        dtype = torch.float64 if keys.base.dtype == torch.float64 else torch.float32
+        num_draws, num_keys, dim = keys.offsets.shape
+        out = torch.empty(num_draws, num_keys, dtype=dtype, device=keys.base.device)
+        step = max(1, (1 << 22) // max(1, dim))
+        for m in range(num_draws):
+            for start in range(0, num_keys, step):
+                block = keys.chunk(m, start, start + step, dtype)
+                out[m, start : start + step] = torch.linalg.vecdot(block, block)
+        return out
     if not isinstance(keys, Tensor) or not keys.is_floating_point():
         raise TypeError(f"keys must be a floating-point tensor; got {_describe(keys)}")
     dtype = keys.dtype if keys.dtype in (torch.float32, torch.float64) else torch.float32
@@ -91,9 +105,32 @@ def squared_norms(keys: Tensor) -> Tensor:
     return out.reshape(keys.shape[:-1])
 
 
+def _check_offset_keys(keys: OffsetKeys) -> None:
+    """Types, shapes and devices of an ``OffsetKeys``."""
+    for name, x in (("keys.base", keys.base), ("keys.offsets", keys.offsets)):
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor; got {_describe(x)}")
+    if keys.base.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"keys.base must be float32 or float64; got {keys.base.dtype}")
+    if keys.base.dim() != 2 or keys.offsets.dim() != 3:
+        raise ValueError(
+            f"OffsetKeys needs base (N, D) and offsets (M, N, D); got base "
+            f"{tuple(keys.base.shape)} and offsets {tuple(keys.offsets.shape)}"
+        )
+    if keys.offsets.shape[1:] != keys.base.shape:
+        raise ValueError(
+            f"keys.offsets {tuple(keys.offsets.shape)} must be (M, N, D) with (N, D) = "
+            f"{tuple(keys.base.shape)} as in keys.base"
+        )
+    if keys.offsets.device != keys.base.device:
+        raise ValueError(
+            f"keys.offsets is on {keys.offsets.device} but keys.base is on {keys.base.device}"
+        )
+
+
 def reactive_aggregate(
     queries: Tensor,
-    keys: Tensor,
+    keys: Tensor | OffsetKeys,
     values: Tensor,
     *,
     sigma: float,
@@ -123,7 +160,10 @@ def reactive_aggregate(
 
     Args:
         queries: ``(B, D)`` test inputs ``x'`` (flattened).
-        keys: ``(N, D)`` keys shared by every draw, or ``(M, N, D)`` per-draw keys ``μ_mi``.
+        keys: ``(N, D)`` keys shared by every draw, or ``(M, N, D)`` per-draw keys ``μ_mi``,
+            or :class:`~adv_reactive.OffsetKeys` ``(base (N, D), offsets (M, N, D))``
+            standing for per-draw keys ``base + offsets`` (bfloat16 offsets: faster products
+            within a stated error; PyTorch back end only).
         values: ``(M, N, C)`` per-draw values ``P_mi`` (class probabilities; for regression
             e.g. ``[f, f²]``), or ``(N, C)`` with shared keys (already averaged over draws).
         sigma: Channel standard deviation ``σ > 0`` (same units as the inputs).
@@ -143,8 +183,8 @@ def reactive_aggregate(
     Raises:
         TypeError: If an argument has the wrong type.
         ValueError: If ``sigma <= 0``, shapes or devices disagree, the key set is empty, an
-            input holds NaN or infinity, ``backend="triton"`` cannot run here, or gradients
-            are requested for ``keys`` or ``values``.
+            input holds NaN or infinity, ``backend="triton"`` cannot run here (or is asked
+            for with ``OffsetKeys``), or gradients are requested for ``keys`` or ``values``.
 
     Shape:
         - queries: ``(B, D)``; keys: ``(N, D)`` or ``(M, N, D)``; values: ``(N, C)`` or
@@ -161,15 +201,24 @@ def reactive_aggregate(
     mode = coerce_option(AggregationMode, mode, "mode")
     backend = coerce_option(Backend, backend, "backend")
     inv_var = _inverse_variance(sigma)
+    offset_keys = isinstance(keys, OffsetKeys)
+    if offset_keys:
+        _check_offset_keys(keys)
+        if backend is Backend.TRITON:
+            raise ValueError(
+                "OffsetKeys run on the PyTorch back end only: use backend='torch' or 'auto', "
+                "or pass the full keys (keys.materialize())"
+            )
     shared, num_draws = _check_shapes(queries, keys, values, key_sq_norms)
     _check_devices_and_grads(queries, keys, values, key_sq_norms)
     top_k = _check_int(top_k, "top_k", low=0, high=keys.shape[-2])
     if chunk_size is None:
         chunk_size = _CUDA_CHUNK if queries.is_cuda else _CPU_CHUNK
     chunk_size = _check_int(chunk_size, "chunk_size", low=1)
-    use_triton = _use_triton(backend, queries.device)
+    use_triton = not offset_keys and _use_triton(backend, queries.device)
 
-    dtype = torch.float64 if torch.float64 in (queries.dtype, keys.dtype) else torch.float32
+    key_dtype = keys.base.dtype if isinstance(keys, OffsetKeys) else keys.dtype
+    dtype = torch.float64 if torch.float64 in (queries.dtype, key_dtype) else torch.float32
     q = queries.to(dtype)
     norms_given = key_sq_norms is not None
     if key_sq_norms is None:
@@ -179,7 +228,9 @@ def reactive_aggregate(
         values=values,
         **{"key_sq_norms" if norms_given else "keys": key_sq_norms},
     )
+    keys3: Tensor | OffsetKeys
     if shared:
+        assert isinstance(keys, Tensor)
         keys3 = keys.unsqueeze(0)
         norms2 = key_sq_norms.reshape(1, -1)
         values3 = (values.mean(dim=0, dtype=dtype) if values.dim() == 3 else values).unsqueeze(0)
@@ -225,7 +276,7 @@ class _GroupStats(torch.autograd.Function):
     def forward(
         ctx: Any,
         queries: Tensor,
-        keys: Tensor,
+        keys: Tensor | OffsetKeys,
         key_sq_norms: Tensor,
         values: Tensor,
         inv_var: float,
@@ -238,7 +289,10 @@ class _GroupStats(torch.autograd.Function):
             lse, out, sumsq = _reference.group_stats(
                 queries, keys, key_sq_norms, values, inv_var, chunk_size
             )
-        ctx.save_for_backward(queries, keys, key_sq_norms, values, lse, out)
+        # An OffsetKeys is saved as its two tensors and put together again in backward.
+        ctx.offset_keys = isinstance(keys, OffsetKeys)
+        key_tensors = tuple(keys) if isinstance(keys, OffsetKeys) else (keys,)
+        ctx.save_for_backward(queries, key_sq_norms, values, lse, out, *key_tensors)
         ctx.inv_var = inv_var
         ctx.chunk_size = chunk_size
         ctx.mark_non_differentiable(sumsq)
@@ -249,7 +303,8 @@ class _GroupStats(torch.autograd.Function):
     def backward(
         ctx: Any, grad_lse: Tensor | None, grad_out: Tensor | None, _grad_sumsq: Tensor | None
     ) -> tuple[Tensor | None, ...]:
-        queries, keys, key_sq_norms, values, lse, out = ctx.saved_tensors
+        queries, key_sq_norms, values, lse, out, *key_tensors = ctx.saved_tensors
+        keys = OffsetKeys(*key_tensors) if ctx.offset_keys else key_tensors[0]
         grad_q = None
         if ctx.needs_input_grad[0]:
             grad_q = _reference.group_stats_backward(
@@ -426,6 +481,8 @@ def _check_shapes(
     queries: object, keys: object, values: object, key_sq_norms: object
 ) -> tuple[bool, int]:
     """Validate the shapes; return (keys are shared, number of draws M)."""
+    if isinstance(keys, OffsetKeys):  # checked already; its offsets have the keys' shape
+        keys = keys.offsets
     for name, x in (("queries", queries), ("keys", keys), ("values", values)):
         if not isinstance(x, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor; got {_describe(x)}")
@@ -473,9 +530,14 @@ def _check_shapes(
 
 
 def _check_devices_and_grads(
-    queries: Tensor, keys: Tensor, values: Tensor, key_sq_norms: Tensor | None
+    queries: Tensor, keys: Tensor | OffsetKeys, values: Tensor, key_sq_norms: Tensor | None
 ) -> None:
-    named = {"keys": keys, "values": values, "key_sq_norms": key_sq_norms}
+    named: dict[str, Tensor | None] = (
+        {"keys.base": keys.base, "keys.offsets": keys.offsets}
+        if isinstance(keys, OffsetKeys)
+        else {"keys": keys}
+    )
+    named.update(values=values, key_sq_norms=key_sq_norms)
     for name, x in named.items():
         if x is not None and x.device != queries.device:
             raise ValueError(

@@ -26,6 +26,7 @@ from adv_reactive.gaussian_mixture import (
     moment_values,
     reactive_gaussian_log_prob,
 )
+from adv_reactive.offset_keys import OffsetKeys
 from adv_reactive.ops import reactive_aggregate, squared_norms
 from adv_reactive.options import AggregationMode, Backend, coerce_option
 from adv_reactive.prediction import PurifiedInputs, ReactivePrediction
@@ -85,6 +86,13 @@ class ReactivePPD(nn.Module):
         generator: Randomness of the posterior draws (on the model's device).
         method: How :meth:`fit` evaluates the ``M`` draws: ``"auto"``, ``"loop"`` or
             ``"vmap"`` (see :func:`bnn_core.forward_samples`).
+        offset_dtype: Per-draw keys only (one-step channel): ``None`` (default) stores the
+            keys ``μ_mi`` themselves; a dtype such as ``torch.bfloat16`` stores them as the
+            training inputs plus offsets ``δ_mi = μ_mi − x_i`` in that dtype
+            (:class:`adv_reactive.OffsetKeys`): in bfloat16, half the memory and about 2x
+            faster inference on CPUs with bfloat16 matrix instructions, with log-weights
+            within ``2⁻⁸ ‖x'‖ ‖δ‖ / σ²`` nats of the exact ones (about 0.02 nats on MNIST
+            at ``ε = 2``, ``σ = 1``). PyTorch back end only.
 
     Shape:
         - Input of :meth:`fit`: ``(N, *input_shape)``; of ``forward``/:meth:`predict`:
@@ -96,8 +104,8 @@ class ReactivePPD(nn.Module):
     Memory: keys ``N·D`` (shared) or ``M·N·D`` (per draw) numbers, plus the ``N·D`` training
     inputs for the one-step channel, values ``M·N·C`` and norms; for the full MNIST training
     set (``N = 60,000``, ``D = 784``) and ``M = 10`` in float32: 0.19 GB (identity) or
-    2.1 GB (one-step). :meth:`fit` computes everything in batches, without temporary copies
-    of the whole set.
+    2.1 GB (one-step; 1.1 GB with ``offset_dtype=torch.bfloat16``). :meth:`fit` computes
+    everything in batches, without temporary copies of the whole set.
 
     Examples:
         >>> import bnn_core
@@ -125,6 +133,7 @@ class ReactivePPD(nn.Module):
         chunk_size: int | None = None,
         generator: torch.Generator | None = None,
         method: SamplingMethod | str = SamplingMethod.AUTO,
+        offset_dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
@@ -140,6 +149,7 @@ class ReactivePPD(nn.Module):
             chunk_size=chunk_size,
             generator=generator,
             method=method,
+            offset_dtype=offset_dtype,
         )
 
     def _configure(
@@ -155,6 +165,7 @@ class ReactivePPD(nn.Module):
         chunk_size: int | None,
         generator: torch.Generator | None,
         method: SamplingMethod | str,
+        offset_dtype: torch.dtype | None = None,
     ) -> None:
         self._sigma = channel_sigma(channel)
         self.register_module("model", model)
@@ -165,6 +176,17 @@ class ReactivePPD(nn.Module):
         self._backend = coerce_option(Backend, backend, "backend")
         self._chunk_size = None if chunk_size is None else _check_int(chunk_size, "chunk_size")
         self._method = coerce_option(SamplingMethod, method, "method")
+        if offset_dtype is not None and (
+            not isinstance(offset_dtype, torch.dtype) or not offset_dtype.is_floating_point
+        ):
+            raise TypeError(
+                f"offset_dtype must be a floating-point torch.dtype or None; got {offset_dtype!r}"
+            )
+        self._offset_dtype = offset_dtype
+        if offset_dtype is not None and self._backend is Backend.TRITON:
+            raise ValueError(
+                "offset_dtype runs on the PyTorch back end only: use backend='torch' or 'auto'"
+            )
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(
                 f"generator must be a torch.Generator or None; got {type(generator).__name__}"
@@ -190,6 +212,7 @@ class ReactivePPD(nn.Module):
         # Fitted state (see fit); buffers, so that .to(device) moves them.
         for name in ("keys", "key_sq_norms", "values", "value_offset", "_inputs", "_agg"):
             self.register_buffer(name, None, persistent=False)
+        self._offset_keys = False
         self._draws: dict[str, Tensor] = {}
         self._input_shape: tuple[int, ...] | None = None
         self._output_shape: tuple[int, ...] = ()
@@ -257,6 +280,19 @@ class ReactivePPD(nn.Module):
         """``(N, D)`` the stored training inputs ``x_i``, flattened (the keys when shared)."""
         self._require_fitted()
         return self.keys if self._inputs is None else self._inputs
+
+    @property
+    def offset_keys(self) -> bool:
+        """Whether the per-draw keys are stored as inputs plus offsets (``offset_dtype``)."""
+        self._require_fitted()
+        return self._offset_keys
+
+    def _aggregation_keys(self) -> Tensor | OffsetKeys:
+        """What :func:`adv_reactive.reactive_aggregate` reads as keys."""
+        if self._offset_keys:
+            assert self._inputs is not None
+            return OffsetKeys(self._inputs, self.keys)
+        return self.keys
 
     @property
     def draws(self) -> dict[str, Tensor]:
@@ -349,7 +385,9 @@ class ReactivePPD(nn.Module):
             for m in range(m_draws)
         ]
         inputs = x.new_empty(num, dim)
-        keys = x.new_empty(m_draws, num, dim) if per_draw else None
+        split = per_draw and self._offset_dtype is not None
+        key_dtype = self._offset_dtype if split else x.dtype
+        keys = x.new_empty(m_draws, num, dim, dtype=key_dtype) if per_draw else None
         outputs: Tensor | None = None  # (M, N, *out): logits or regression means
 
         bar = tqdm(total=num, desc="ReactivePPD.fit", unit="input", disable=disable)
@@ -361,7 +399,7 @@ class ReactivePPD(nn.Module):
                 inputs[start:stop] = xb.reshape(stop - start, dim)
                 if per_draw:
                     assert keys is not None
-                    out = self._per_draw_batch(preds, xb, yb, keys[:, start:stop])
+                    out = self._per_draw_batch(preds, xb, yb, keys[:, start:stop], split)
                 else:
                     keys = self._shared_batch(xb, yb, inputs, keys, start)
                     with torch.no_grad():
@@ -377,6 +415,7 @@ class ReactivePPD(nn.Module):
         self._set_state(
             keys=inputs if keys is None else keys,
             inputs=inputs if per_draw else None,
+            offset_keys=split,
             outputs=outputs,
             draws=draws,
             input_shape=tuple(x.shape[1:]),
@@ -399,14 +438,24 @@ class ReactivePPD(nn.Module):
         return keys
 
     def _per_draw_batch(
-        self, preds: list[DrawPredictive], xb: Tensor, yb: Tensor | None, keys_out: Tensor
+        self,
+        preds: list[DrawPredictive],
+        xb: Tensor,
+        yb: Tensor | None,
+        keys_out: Tensor,
+        offsets: bool,
     ) -> Tensor:
-        """Per-draw keys of a batch (written to ``keys_out``), and the per-draw outputs."""
+        """Per-draw keys of a batch (written to ``keys_out``), and the per-draw outputs.
+
+        With ``offsets``, ``keys_out`` receives ``μ_mi − x_i`` (cast to its dtype) instead.
+        """
         outs = []
+        flat = xb.reshape(xb.shape[0], -1)
         for m, pred in enumerate(preds):
             with pred.recording() as tape:
                 mu = self.channel.mean(xb, yb, pred)
-            keys_out[m] = mu.detach().reshape(xb.shape[0], -1)
+            mu = mu.detach().reshape(xb.shape[0], -1)
+            keys_out[m] = mu - flat if offsets else mu
             out = tape.outputs_for(xb)
             if out is None:  # the channel evaluated something else: one more forward
                 with torch.no_grad():
@@ -419,6 +468,7 @@ class ReactivePPD(nn.Module):
         *,
         keys: Tensor,
         inputs: Tensor | None,
+        offset_keys: bool,
         outputs: Tensor,
         draws: dict[str, Tensor],
         input_shape: tuple[int, ...],
@@ -432,12 +482,18 @@ class ReactivePPD(nn.Module):
             means = outputs.reshape(*outputs.shape[:2], -1)  # (M, N, K)
             offset = means.mean(dim=(0, 1))
             values = moment_values(means, offset)
+        if offset_keys:
+            assert inputs is not None
+            key_sq_norms = squared_norms(OffsetKeys(inputs, keys))
+        else:
+            key_sq_norms = squared_norms(keys)
         self._install(
             keys=keys,
-            key_sq_norms=squared_norms(keys),
+            key_sq_norms=key_sq_norms,
             values=values,
             value_offset=offset,
             inputs=inputs,
+            offset_keys=offset_keys,
             draws=draws,
             input_shape=input_shape,
             noise_var=noise_var,
@@ -451,10 +507,14 @@ class ReactivePPD(nn.Module):
         values: Tensor,
         value_offset: Tensor | None,
         inputs: Tensor | None,
+        offset_keys: bool,
         draws: dict[str, Tensor],
         input_shape: tuple[int, ...],
         noise_var: float | None,
     ) -> None:
+        if offset_keys and (inputs is None or keys.dim() != 3):
+            raise ValueError("offset keys need per-draw offsets (M, N, D) and the inputs (N, D)")
+        self._offset_keys = offset_keys
         self.keys = keys
         self.key_sq_norms = key_sq_norms
         self.values = values
@@ -508,7 +568,7 @@ class ReactivePPD(nn.Module):
         q = self._queries(x_adv)
         res = reactive_aggregate(
             q,
-            self.keys,
+            self._aggregation_keys(),
             self._agg,
             sigma=self._sigma,
             mode=self._mode,
@@ -589,7 +649,8 @@ class ReactivePPD(nn.Module):
         return reactive_gaussian_log_prob(
             q,
             y - self.value_offset.to(y.dtype),
-            self.keys,
+            # Regression sets are small: the exact keys, put together for the call.
+            self._aggregation_keys().materialize() if self._offset_keys else self.keys,
             centred_means,
             sigma=self._sigma,
             noise_var=self._noise_var,
@@ -654,6 +715,7 @@ class ReactivePPD(nn.Module):
             "values": self.values,
             "value_offset": self.value_offset,
             "inputs": self._inputs,
+            "offset_keys": self._offset_keys,
             "draws": dict(self._draws),
         }
         torch.save(payload, os.fspath(path))
@@ -718,6 +780,7 @@ class ReactivePPD(nn.Module):
             chunk_size=payload["chunk_size"],
             generator=None,
             method=payload["method"],
+            offset_dtype=payload["keys"].dtype if payload.get("offset_keys") else None,
         )
         obj._output_shape = tuple(payload["output_shape"])
         obj._install(
@@ -726,6 +789,7 @@ class ReactivePPD(nn.Module):
             values=payload["values"],
             value_offset=payload["value_offset"],
             inputs=payload["inputs"],
+            offset_keys=bool(payload.get("offset_keys", False)),
             draws=dict(payload["draws"]),
             input_shape=tuple(payload["input_shape"]),
             noise_var=payload["noise_var"],
