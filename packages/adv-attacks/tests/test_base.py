@@ -236,6 +236,37 @@ def test_cpu_chunks_are_cache_sized_and_cover_the_batch():
     assert all(a.stop == b.start for a, b in zip(odd, odd[1:], strict=False))
 
 
+def test_cpu_chunks_shrink_with_the_predictives_forward_passes(cnn, images):
+    from adv_attacks.base import _chunks
+
+    x = torch.zeros(256, 1, 28, 28)
+    # 2^17 / (784 · √10) = 52.9 examples: five chunks of 51-52.
+    assert [c.stop - c.start for c in _chunks(x, None, 10)] == [51, 51, 52, 51, 51]
+    assert [c.stop - c.start for c in _chunks(x, None, 5)] == [64] * 4
+    assert [c.stop - c.start for c in _chunks(x, None, 1000)] == [32] * 8  # MIN_CHUNK
+    assert [c.stop - c.start for c in _chunks(x, 100, 10)] == [85, 86, 85]  # given: kept
+
+    class Passes(torch.nn.Module):
+        def __init__(self, passes: object, net: nn.Module = cnn) -> None:
+            super().__init__()
+            self.net, self.forward_passes, self.sizes = net, passes, []
+
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            self.sizes.append(t.shape[0])
+            return self.net(t)
+
+    linear = Passes(10, nn.Sequential(nn.Flatten(), nn.Linear(784, 10)))
+    one_step(linear, torch.rand(256, 1, 28, 28), torch.zeros(256, dtype=torch.long), eps=1.0)
+    assert linear.sizes == [51, 51, 52, 51, 51]  # the attack's passes follow the hint
+    xs, ys = images
+    ref = pgd(cnn, xs, ys, eps=1.0, steps=3, random_start=False)
+    torch.testing.assert_close(pgd(Passes(10), xs, ys, eps=1.0, steps=3, random_start=False), ref)
+    with pytest.raises(TypeError, match="forward_passes must be an int"):
+        pgd(Passes(2.0), xs, ys, eps=1.0)
+    with pytest.raises(ValueError, match="forward_passes must be >= 1"):
+        pgd(Passes(0), xs, ys, eps=1.0)
+
+
 @pytest.mark.parametrize(("value", "exc"), [(0, ValueError), (2.0, TypeError), (True, TypeError)])
 def test_bad_chunk_size_raises(value, exc):
     with pytest.raises(exc, match="chunk_size must be"):

@@ -68,6 +68,12 @@ def test_draws_are_fixed_until_resample(make_mlp) -> None:
     torch.testing.assert_close(ppd(x), a)
 
 
+def test_forward_passes_is_the_number_of_draws(make_mlp) -> None:
+    """The predictive protocol's chunking hint: one network pass per posterior draw."""
+    assert PosteriorPredictive(make_mlp(), 7).forward_passes == 7
+    assert PosteriorPredictive(make_mlp(), 1).forward_passes == 1
+
+
 def test_constructor_generator_is_the_default_stream(make_mlp) -> None:
     model = make_mlp()
     x = torch.randn(2, 4, dtype=torch.float64)

@@ -150,6 +150,15 @@ class PosteriorPredictive(nn.Module):
         """The number of posterior draws ``M``."""
         return self._num_samples
 
+    @property
+    def forward_passes(self) -> int:
+        """Passes of the network per call, ``M`` (the predictive protocol's optional hint).
+
+        A call keeps ``M`` sets of activations alive for the backward pass; attacks on the
+        CPU size their chunks of the batch by it (docs/architecture.md).
+        """
+        return self._num_samples
+
     def resample(self, generator: torch.Generator | None = None) -> None:
         """Draw ``M`` new posterior samples (held until the next call).
 
