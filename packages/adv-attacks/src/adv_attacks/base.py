@@ -437,9 +437,8 @@ class Attack(ABC):
             batch on accelerators; on the CPU cache-sized chunks of about 2¹⁷ input
             elements (divided by √P for a predictive with ``forward_passes = P``, e.g. a
             posterior predictive over P draws) and at least 32 examples (faster there,
-            see ``bench/perf.py``). The
-            result does not depend on it as long as the predictive treats examples
-            independently (no batch norm in training mode).
+            see ``bench/perf.py``). The result does not depend on it as long as the
+            predictive treats examples independently (no batch norm in training mode).
     """
 
     def __init__(
