@@ -92,7 +92,8 @@ class ReactivePPD(nn.Module):
             (:class:`adv_reactive.OffsetKeys`): in bfloat16, half the memory and about 2x
             faster inference on CPUs with bfloat16 matrix instructions, with log-weights
             within ``2⁻⁸ ‖x'‖ ‖δ‖ / σ²`` nats of the exact ones (about 0.02 nats on MNIST
-            at ``ε = 2``, ``σ = 1``). PyTorch back end only.
+            at ``ε = 2``, ``σ = 1``). PyTorch back end only; a regression
+            :meth:`log_prob` puts the full keys together for the call.
 
     Shape:
         - Input of :meth:`fit`: ``(N, *input_shape)``; of ``forward``/:meth:`predict`:
