@@ -29,11 +29,15 @@ def summarise(samples: Sequence[float], statistic: str = "min") -> float:
     Raises:
         ValueError: For an unknown ``statistic`` or no samples.
     """
-    if statistic not in STATISTICS:
-        raise ValueError(f"statistic must be one of {sorted(STATISTICS)}; got {statistic!r}")
+    _check_statistic(statistic)
     if not samples:
         raise ValueError("no timing samples to summarise")
     return float(STATISTICS[statistic](samples))
+
+
+def _check_statistic(statistic: str) -> None:
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic must be one of {sorted(STATISTICS)}; got {statistic!r}")
 
 
 def _sync(device: torch.device | None) -> None:
@@ -64,8 +68,7 @@ def interleaved_times(
     Returns:
         Seconds per call, by name.
     """
-    if statistic not in STATISTICS:
-        raise ValueError(f"statistic must be one of {sorted(STATISTICS)}; got {statistic!r}")
+    _check_statistic(statistic)  # before running anything
     for fn in fns.values():
         for _ in range(warmup):
             fn()

@@ -300,52 +300,37 @@ def forward_samples(
                 return _as_output(functional_call(model, p, (x,)))
 
             return vmap(one_draw, randomness="different")(substituted)
-        if not _draws_settable(model):
-            return torch.stack(
-                [
-                    _as_output(
-                        functional_call(model, {k: v[m] for k, v in substituted.items()}, (x,))
-                    )
-                    for m in range(draws)
-                ]
-            )
         return _loop_draws(model, x, params, draws)
-
-
-def _draws_settable(model: nn.Module) -> bool:
-    """Whether every Bayesian layer runs the base class's ``forward`` (the fast loop path).
-
-    That ``forward`` honours drawn weights set on the layer; a subclass with its own
-    ``forward`` might read ``weight_mu`` directly, so such models go through
-    ``functional_call``, which substitutes the parameter itself.
-    """
-    return all(
-        type(layer).forward is BayesianModule.forward for _, layer in bayesian_modules(model)
-    )
 
 
 def _loop_draws(model: nn.Module, x: Tensor, params: Mapping[str, Tensor], draws: int) -> Tensor:
     """The loop path: one forward per draw with the draw's weights set on each layer.
 
-    Each layer's draws are split with one ``unbind`` (its backward stacks the ``M``
+    Each parameter's draws are split with one ``unbind`` (its backward stacks the ``M``
     gradients into one tensor, where per-draw indexing would zero-fill an ``(M, ...)``
     buffer per draw), and the weights are handed to the layers directly: the same result
     as ``functional_call`` with ``weight_mu`` substituted, without its per-call cost of
-    swapping every parameter of the module (about 5% of a draw of the MNIST CNN).
+    swapping every parameter of the module (about 5% of a draw of the MNIST CNN). A model
+    with a Bayesian layer that overrides ``forward`` (which might read ``weight_mu``
+    itself) goes through ``functional_call``, which substitutes the parameter.
     """
-    plan: list[tuple[BayesianModule, Sequence[Tensor] | None, Sequence[Tensor] | None]] = []
-    for name, layer in bayesian_modules(model):
-        prefix = f"{name}." if name else ""
-        weight, bias = params.get(prefix + "weight"), params.get(prefix + "bias")
-        if weight is None and bias is None:
-            continue
-        plan.append(
-            (
-                layer,
-                None if weight is None else weight.unbind(0),
-                None if bias is None else bias.unbind(0),
-            )
+    split = {key: value.unbind(0) for key, value in params.items()}
+    layers = list(bayesian_modules(model))
+    if any(type(layer).forward is not BayesianModule.forward for _, layer in layers):
+        return torch.stack(
+            [
+                _as_output(
+                    functional_call(model, {f"{k}_mu": v[m] for k, v in split.items()}, (x,))
+                )
+                for m in range(draws)
+            ]
         )
+    plan: list[tuple[BayesianModule, Sequence[Tensor] | None, Sequence[Tensor] | None]] = []
+    for name, layer in layers:
+        prefix = f"{name}." if name else ""
+        weights, biases = split.get(prefix + "weight"), split.get(prefix + "bias")
+        if weights is not None or biases is not None:
+            plan.append((layer, weights, biases))
     outs = []
     try:
         for m in range(draws):

@@ -17,6 +17,8 @@ Scores use the GEMM expansion ``‖q − k‖² = ‖q‖² + ‖k‖² − 2 q�
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import torch
 from torch import Tensor
 
@@ -56,82 +58,26 @@ def group_stats(
     Returns:
         ``lse (B, G)``, ``out (B, G, C)`` and ``sumsq (B, G)``, in the queries' dtype.
     """
-    if isinstance(keys, OffsetKeys):
-        return _offset_group_stats(queries, keys, key_sq_norms, values, inv_var, chunk_size)
     dtype = queries.dtype
     num_q = queries.shape[0]
     num_groups, num_keys, _ = keys.shape
     num_values = values.shape[-1]
-    lse = queries.new_empty(num_q, num_groups)
-    out = queries.new_empty(num_q, num_groups, num_values)
-    sumsq = queries.new_empty(num_q, num_groups)
-    # The weighted values are accumulated transposed, ``(C + 1, B) += v_chunkᵀ · weightsᵀ``
-    # with ``v_chunkᵀ`` contiguous: for C ≈ 10 this orientation of the skinny product runs
-    # about 2.5x faster on the CPU than ``weights · v_chunk`` (a tenth of the chunk's time).
-    value_block = queries.new_empty(num_values + 1, min(chunk_size, num_keys))
-    value_block[num_values] = 1.0
-    for g in range(num_groups):
-        # s'_bi = q_b·k_i / σ² − ‖k_i‖² / (2σ²): the score without the per-query ‖q_b‖² term.
-        bias = key_sq_norms[g].to(dtype) * (-0.5 * inv_var)
-        run_max = queries.new_full((num_q,), -torch.inf)
-        run_sq = queries.new_zeros(num_q)
-        # Running Σ_i p_i [v_i, 1]ᵀ: the last row is the running sum of the weights.
-        run_acc = queries.new_zeros(num_values + 1, num_q)
-        for start in range(0, num_keys, chunk_size):
-            stop = min(start + chunk_size, num_keys)
-            k_chunk = keys[g, start:stop].to(dtype)
-            scores = torch.addmm(bias[start:stop], queries, k_chunk.T, alpha=inv_var)
-            new_max = torch.maximum(run_max, scores.amax(dim=1))
-            rescale = torch.exp(run_max - new_max)
-            weights = scores.sub_(new_max[:, None]).exp_()
-            run_sq = run_sq * rescale.square() + torch.linalg.vecdot(weights, weights)
-            v_block = value_block[:, : stop - start]
-            v_block[:num_values] = values[g, start:stop].T
-            run_acc = torch.addmm(run_acc * rescale, v_block, weights.T)
-            run_max = new_max
-        total = run_acc[-1]
-        lse[:, g] = run_max + torch.log(total)
-        out[:, g] = (run_acc[:-1] / total).T
-        sumsq[:, g] = run_sq / total.square()
-    lse -= (0.5 * inv_var) * torch.linalg.vecdot(queries, queries)[:, None]
-    return lse, out, sumsq
-
-
-def _offset_group_stats(
-    queries: Tensor,
-    keys: OffsetKeys,
-    key_sq_norms: Tensor,
-    values: Tensor,
-    inv_var: float,
-    chunk_size: int,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """:func:`group_stats` for ``OffsetKeys``: chunks outside, groups inside.
-
-    Per chunk of ``N``, ``q·base`` is one product shared by the ``G`` groups; each group adds
-    its ``q·offsets`` (in the offsets' dtype when that is half precision) and updates its own
-    running log-sum-exp, exactly as :func:`group_stats` does.
-    """
-    dtype = queries.dtype
-    num_q = queries.shape[0]
-    num_groups, num_keys, _ = keys.offsets.shape
-    num_values = values.shape[-1]
-    low = keys.offsets.dtype in LOW_PRECISION
-    q_low = queries.to(keys.offsets.dtype) if low else queries
+    # s'_bi = q_b·k_i / σ² − ‖k_i‖² / (2σ²): the score without the per-query ‖q_b‖² term.
     bias = key_sq_norms.to(dtype) * (-0.5 * inv_var)  # (G, N)
+    scores_of = _score_chunks(queries, keys, bias, inv_var)
     run_max = queries.new_full((num_groups, num_q), -torch.inf)
     run_sq = queries.new_zeros(num_groups, num_q)
-    run_acc = queries.new_zeros(num_groups, num_values + 1, num_q)  # transposed, as above
+    # Running Σ_i p_i [v_i, 1]ᵀ per group: the last row is the running sum of the weights.
+    # Accumulated transposed, ``(C + 1, B) += v_chunkᵀ · weightsᵀ`` with ``v_chunkᵀ``
+    # contiguous: for C ≈ 10 this orientation of the skinny product runs about 2.5x faster
+    # on the CPU than ``weights · v_chunk`` (a tenth of the chunk's time otherwise).
+    run_acc = queries.new_zeros(num_groups, num_values + 1, num_q)
     value_block = queries.new_empty(num_values + 1, min(chunk_size, num_keys))
     value_block[num_values] = 1.0
     for start in range(0, num_keys, chunk_size):
         stop = min(start + chunk_size, num_keys)
-        shared = queries @ keys.base[start:stop].to(dtype).T  # q·x_i, (B, chunk)
         v_block = value_block[:, : stop - start]
-        for g in range(num_groups):
-            off = keys.offsets[g, start:stop]
-            part = q_low @ off.T if low else queries @ off.to(dtype).T
-            scores = part.to(dtype).add_(shared)
-            scores = torch.add(bias[g, start:stop], scores, alpha=inv_var)
+        for g, scores in enumerate(scores_of(start, stop)):
             new_max = torch.maximum(run_max[g], scores.amax(dim=1))
             rescale = torch.exp(run_max[g] - new_max)
             weights = scores.sub_(new_max[:, None]).exp_()
@@ -141,10 +87,43 @@ def _offset_group_stats(
             run_max[g] = new_max
     total = run_acc[:, -1]  # (G, B)
     lse = (run_max + torch.log(total)).T
+    lse = lse - (0.5 * inv_var) * torch.linalg.vecdot(queries, queries)[:, None]
     out = (run_acc[:, :-1] / total[:, None]).permute(2, 0, 1)
     sumsq = (run_sq / total.square()).T
-    lse = lse - (0.5 * inv_var) * torch.linalg.vecdot(queries, queries)[:, None]
     return lse.contiguous(), out.contiguous(), sumsq.contiguous()
+
+
+def _score_chunks(
+    queries: Tensor, keys: Keys, bias: Tensor, inv_var: float
+) -> Callable[[int, int], Iterator[Tensor]]:
+    """``scores_of(start, stop)`` yields each group's ``(B, stop − start)`` scores ``s'``.
+
+    Plain keys: one ``addmm`` per group. ``OffsetKeys``: ``q·base`` once per chunk, shared
+    by the groups, plus each group's ``q·offsets`` (in the offsets' dtype when that is half
+    precision; see :class:`~adv_reactive.offset_keys.OffsetKeys`).
+    """
+    dtype = queries.dtype
+    num_groups = keys.shape[0]
+    if not isinstance(keys, OffsetKeys):
+
+        def plain(start: int, stop: int) -> Iterator[Tensor]:
+            for g in range(num_groups):
+                k_chunk = keys[g, start:stop].to(dtype)
+                yield torch.addmm(bias[g, start:stop], queries, k_chunk.T, alpha=inv_var)
+
+        return plain
+    low = keys.offsets.dtype in LOW_PRECISION
+    q_low = queries.to(keys.offsets.dtype) if low else queries
+
+    def split(start: int, stop: int) -> Iterator[Tensor]:
+        shared = queries @ keys.base[start:stop].to(dtype).T  # q·x_i, (B, chunk)
+        for g in range(num_groups):
+            off = keys.offsets[g, start:stop]
+            part = q_low @ off.T if low else queries @ off.to(dtype).T
+            scores = part.to(dtype).add_(shared)
+            yield scores.mul_(inv_var).add_(bias[g, start:stop])
+
+    return split
 
 
 def group_stats_backward(

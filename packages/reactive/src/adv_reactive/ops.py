@@ -21,6 +21,7 @@ chunk by chunk in PyTorch), so adaptive attacks can target the defended predicto
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
@@ -85,24 +86,28 @@ def squared_norms(keys: Tensor | OffsetKeys) -> Tensor:
         dtype = torch.float64 if keys.base.dtype == torch.float64 else torch.float32
         num_draws, num_keys, dim = keys.offsets.shape
         out = torch.empty(num_draws, num_keys, dtype=dtype, device=keys.base.device)
-        step = max(1, (1 << 22) // max(1, dim))
         for m in range(num_draws):
-            for start in range(0, num_keys, step):
-                block = keys.chunk(m, start, start + step, dtype)
-                out[m, start : start + step] = torch.linalg.vecdot(block, block)
+            _blocked_sq_norms(out[m], dim, lambda a, b, m=m: keys.chunk(m, a, b, dtype))
         return out
     if not isinstance(keys, Tensor) or not keys.is_floating_point():
         raise TypeError(f"keys must be a floating-point tensor; got {_describe(keys)}")
     dtype = keys.dtype if keys.dtype in (torch.float32, torch.float64) else torch.float32
     flat = keys.reshape(-1, keys.shape[-1]) if keys.dim() > 0 else keys.reshape(1, 1)
     out = torch.empty(flat.shape[0], dtype=dtype, device=keys.device)
-    # Bounded temporaries (vecdot materialises the products; half-precision keys are cast):
-    # about 2^22 elements per block, 16 MB in float32.
-    step = max(1, (1 << 22) // max(1, flat.shape[1]))
-    for start in range(0, flat.shape[0], step):
-        block = flat[start : start + step].to(dtype)
-        out[start : start + step] = torch.linalg.vecdot(block, block)
+    _blocked_sq_norms(out, flat.shape[1], lambda a, b: flat[a:b].to(dtype))
     return out.reshape(keys.shape[:-1])
+
+
+def _blocked_sq_norms(out: Tensor, dim: int, rows: Callable[[int, int], Tensor]) -> None:
+    """``out[i] = ‖rows(i, i + 1)‖²`` computed block by block (``rows(a, b)``: ``(b − a, D)``).
+
+    Bounded temporaries (vecdot materialises the products; half-precision keys are cast):
+    about 2^22 elements per block, 16 MB in float32.
+    """
+    step = max(1, (1 << 22) // max(1, dim))
+    for start in range(0, out.shape[0], step):
+        block = rows(start, start + step)
+        out[start : start + step] = torch.linalg.vecdot(block, block)
 
 
 def _check_offset_keys(keys: OffsetKeys) -> None:
