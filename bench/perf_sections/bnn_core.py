@@ -9,11 +9,17 @@ same deterministic CNN measured round-robin in the same run:
 * ten draws through ``forward_samples`` + PPD NLL, looped and vectorised (``vmap``; in a
   round-robin of its own, see ``run``), and ``"auto"``: the figure of the path it picks
   (the same code, not timed twice) — goal <= 10x;
-* inference: the M = 10 PPD without gradients vs one deterministic forward.
+* inference: the M = 10 PPD without gradients vs one deterministic forward;
+* the same CNN built with bayesian-torch (``dnn_to_bnn``, its Reparameterization layers: the
+  reference the issue quotes, 1.24-1.33x for one draw and 11.6x for ten looped), one draw
+  and ten draws looped, against our loop in a round-robin of their own. bayesian-torch is
+  not a dependency: ``uv run --group compare bench/perf.py --sections bnn_core`` installs it.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Callable
 
 import torch
@@ -35,6 +41,97 @@ def _step(model: nn.Module, loss_fn: Callable[[], torch.Tensor]) -> Callable[[],
         loss_fn().backward()
 
     return run
+
+
+def _bayesian_torch_cnn(det: nn.Module) -> nn.Module | None:
+    """``det``'s twin built by bayesian-torch's ``dnn_to_bnn`` (``None`` if not installed)."""
+    try:
+        from bayesian_torch.models.dnn_to_bnn import dnn_to_bnn
+    except ImportError:
+        return None
+    model = copy.deepcopy(det)
+    prior = {
+        "prior_mu": 0.0,
+        "prior_sigma": 1.0,
+        "posterior_mu_init": 0.0,
+        "posterior_rho_init": -4.6,  # softplus(-4.6) = 0.01, our init_sigma below
+        "type": "Reparameterization",
+        "moped_enable": False,
+    }
+    dnn_to_bnn(model, prior)
+    return model
+
+
+def _bayesian_torch_figures(
+    ctx: Context,
+    det: nn.Module,
+    det_step: Callable[[], None],
+    loop_step: Callable[[], None],
+    one_step: Callable[[], None],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    timing: dict,
+) -> list[Figure]:
+    bt = _bayesian_torch_cnn(det)
+    if bt is None:
+        return [
+            Figure(
+                "bnn_core.cnn.ten_draws_ours_vs_bayesian_torch",
+                float("nan"),
+                "x",
+                note="skipped: bayesian-torch not installed (uv run --group compare ...)",
+            )
+        ]
+    bt = bt.to(ctx.device)
+
+    def bt_ppd_loss() -> torch.Tensor:  # bayesian-torch's idiom: one forward per draw
+        logits = torch.stack([bt(x) for _ in range(NUM_DRAWS)])
+        log_probs = torch.logsumexp(logits.log_softmax(-1), 0) - math.log(NUM_DRAWS)
+        return F.nll_loss(log_probs, y)
+
+    times = interleaved_times(
+        {
+            "det": det_step,
+            "one": one_step,
+            "loop": loop_step,
+            "bt_one": _step(bt, lambda: F.cross_entropy(bt(x), y)),
+            "bt_loop": _step(bt, bt_ppd_loss),
+        },
+        **timing,
+    )
+    base = times["det"]
+    extra = {"ms": {k: round(v * 1e3, 3) for k, v in times.items()}}
+    what = "fwd+bwd, MNIST CNN, in a round-robin of their own with the deterministic CNN"
+    return [
+        Figure(
+            "bnn_core.cnn.bayesian_torch.one_draw_vs_det",
+            times["bt_one"] / base,
+            "x",
+            note=f"bayesian-torch, one draw, {what}",
+            extra=extra,
+        ),
+        Figure(
+            "bnn_core.cnn.bayesian_torch.ten_draws_loop_vs_det",
+            times["bt_loop"] / base,
+            "x",
+            note=f"bayesian-torch, {NUM_DRAWS} draws looped + PPD NLL, {what}",
+        ),
+        Figure(
+            "bnn_core.cnn.one_draw_ours_vs_bayesian_torch",
+            times["one"] / times["bt_one"],
+            "x",
+            "< 1",
+            "one draw: our time / bayesian-torch's time, same round-robin (< 1: ours faster)",
+        ),
+        Figure(
+            "bnn_core.cnn.ten_draws_ours_vs_bayesian_torch",
+            times["loop"] / times["bt_loop"],
+            "x",
+            "< 1",
+            f"{NUM_DRAWS} draws: our loop's time / bayesian-torch's loop's time, same "
+            "round-robin (< 1: ours faster)",
+        ),
+    ]
 
 
 def run(ctx: Context) -> list[Figure]:
@@ -91,6 +188,7 @@ def run(ctx: Context) -> list[Figure]:
     vmap_times = interleaved_times(
         {"det": det_step, "vmap": _step(bnn, ppd_loss("vmap"))}, **timing
     )
+    compare = _bayesian_torch_figures(ctx, det, det_step, fns["loop"], fns["one"], x, y, timing)
     base = times["det"]
     ratio = {
         "loop": times["loop"] / base,
@@ -164,4 +262,5 @@ def run(ctx: Context) -> list[Figure]:
             "",
             f"inference (no grad): PPD of {NUM_DRAWS} draws vs one deterministic forward",
         ),
+        *compare,
     ]
