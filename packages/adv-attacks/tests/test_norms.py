@@ -31,6 +31,19 @@ def test_ascend_takes_normalised_steps_and_ignores_zero_gradients(norm_of):
     torch.testing.assert_close(x, eta[:, None] * g.sign())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("eta", [4.0, 5.0, 1e6])
+def test_ascend_zero_gradient_is_no_move_for_large_steps(dtype, eta, norm_of):
+    # η / max(‖g‖, tiny) overflowed to inf for η >= 4 and inf * 0 gave NaN
+    g = torch.randn(3, 7, dtype=dtype)
+    g[1] = 0.0
+    g[2] = torch.finfo(dtype).tiny / 8  # subnormal: η / ‖g‖ overflows, counts as zero
+    x = ascend(torch.zeros(3, 7, dtype=dtype), g, torch.full((3,), eta, dtype=dtype), Norm.L2)
+    assert torch.isfinite(x).all()
+    torch.testing.assert_close(x[1:], torch.zeros(2, 7, dtype=dtype))
+    torch.testing.assert_close(norm_of(x[:1]), torch.tensor([eta], dtype=dtype))
+
+
 def test_project_l2_scales_only_outside_points():
     delta = torch.tensor([[3.0, 4.0], [0.3, 0.4], [0.0, 0.0], [1.0, 0.0]])
     eps = torch.tensor([1.0, 1.0, 0.0, 0.0])

@@ -43,6 +43,15 @@ def test_cw_beyond_kappa_has_zero_gradient(linear_model):
     assert torch.equal(x_adv, x)
 
 
+@pytest.mark.parametrize("eps", [4.0, 10.0])
+def test_zero_gradient_is_no_move_at_large_eps(linear_model, eps):
+    # the step's scale eps / max(‖g‖, tiny) overflowed for eps >= 4: inf * 0 = NaN
+    x = torch.rand(4, 6, dtype=torch.float64)
+    y = linear_model(x).argmin(-1)  # cw margin capped at kappa = 0: g = 0 exactly
+    x_adv = one_step(linear_model, x, y, eps=eps, objective="cw", clamp=None)
+    assert torch.equal(x_adv, x)
+
+
 def test_eps_zero_changes_nothing(cnn, images):
     x, y = images
     for objective in ("nll", "cw", "entropy"):

@@ -52,8 +52,10 @@ def _unsqueeze_like(v: Tensor, x: Tensor) -> Tensor:
 def ascend(x: Tensor, g: Tensor, step_size: Tensor, norm: Norm) -> Tensor:
     """In place: ``x ← x + η d`` per example, ``d`` the unit steepest-ascent direction.
 
-    ``d = g / max(‖g‖₂, tiny)`` (L2; ``g = 0`` gives no move, never NaN) or ``sign(g)``
-    (L∞). Returns ``x``.
+    ``d = g / ‖g‖₂`` (L2) or ``sign(g)`` (L∞). ``g = 0`` gives no move, never NaN, for any
+    ``η``; so does an L2 gradient too small for ``η / ‖g‖₂`` to exist in the dtype
+    (``‖g‖₂ < η / finfo.max``, ~1e-38 in float32), whose direction is lost to rounding
+    anyway. Returns ``x``.
 
     Args:
         x: Iterates ``(B, *)``; modified in place.
@@ -61,13 +63,14 @@ def ascend(x: Tensor, g: Tensor, step_size: Tensor, norm: Norm) -> Tensor:
         step_size: ``η`` per example, ``(B,)``.
         norm: The threat model.
 
-    The L2 scale ``η / max(‖g‖, tiny)`` is formed on ``(B,)`` so that only one pass over
-    the batch is needed.
+    The L2 scale ``η / ‖g‖`` is formed on ``(B,)`` so that only one pass over the batch is
+    needed; where it is not finite (``‖g‖ = 0``: ``η/0 = inf``, and ``inf · 0`` would be NaN)
+    it is set to 0. Where it is finite, ``|g_i| η / ‖g‖ <= η`` cannot overflow.
     """
     if norm is Norm.LINF:
         return x.addcmul_(g.sign(), _unsqueeze_like(step_size, x))
-    tiny = torch.finfo(g.dtype).tiny
-    scale = step_size / per_example_norm(g).clamp_min(tiny)
+    scale = step_size / per_example_norm(g)
+    scale = torch.where(torch.isfinite(scale), scale, torch.zeros_like(scale))
     return x.addcmul_(g, _unsqueeze_like(scale, x))
 
 
