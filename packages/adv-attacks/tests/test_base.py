@@ -170,7 +170,7 @@ def test_bad_inputs_raise(cnn, make_cnn):
         (
             lambda: pgd(make_cnn(dtype=torch.float64), _x(), y, eps=1.0),
             TypeError,
-            "torch.float64 tensors",
+            "torch.float64 parameters",
         ),
         (lambda: pgd(cnn, _x(), eps=1.0, targeted=True), ValueError, "targeted attack needs"),
         (
@@ -271,3 +271,29 @@ def test_cpu_chunks_shrink_with_the_predictives_forward_passes(cnn, images):
 def test_bad_chunk_size_raises(value, exc):
     with pytest.raises(exc, match="chunk_size must be"):
         pgd(torch.nn.Identity(), torch.rand(2, 3), eps=1.0, chunk_size=value)
+
+
+class _BufferOnly(torch.nn.Module):
+    """A parameter-free predictive: float32 data next to a bfloat16 cache (like a loaded
+    reactive PPD with bfloat16 key offsets)."""
+
+    def __init__(self, *dtypes: torch.dtype) -> None:
+        super().__init__()
+        self.register_buffer("w", torch.randn(1 * 10 * 10, 10))
+        for i, dtype in enumerate(dtypes):
+            self.register_buffer(f"cache{i}", torch.zeros(2, dtype=dtype))
+
+    def forward(self, x):
+        return x.flatten(1) @ self.w.to(x.dtype)
+
+
+def test_dtype_check_reads_parameters_and_accepts_any_buffer_dtype():
+    x, y = _x(), torch.tensor([0, 1, 2])
+    # the first buffer is float32 here, and a bfloat16 cache comes first below: both run
+    for model in (_BufferOnly(torch.bfloat16), _BufferOnly()):
+        assert pgd(model, x, y, eps=0.5, steps=2).shape == x.shape
+    bf16_first = _BufferOnly(torch.bfloat16)
+    bf16_first._buffers = dict(reversed(list(bf16_first._buffers.items())))
+    assert pgd(bf16_first, x, y, eps=0.5, steps=2).shape == x.shape
+    with pytest.raises(TypeError, match="torch.float32 tensors but x is torch.float64"):
+        pgd(_BufferOnly(), x.double(), y, eps=0.5, steps=2)

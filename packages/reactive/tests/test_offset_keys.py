@@ -12,6 +12,7 @@ import math
 import pytest
 import torch
 
+from adv_attacks import pgd
 from adv_channels import IdentityChannel, OneStepChannel
 from adv_reactive import OffsetKeys, ReactivePPD, reactive_aggregate, squared_norms
 
@@ -164,6 +165,11 @@ def test_reactive_ppd_with_bfloat16_offsets(mode, reactive_models, tmp_path) -> 
     assert loaded.offset_keys and loaded.keys.dtype == torch.bfloat16
     loaded.mode = mode
     torch.testing.assert_close(loaded.predict(x_test).probs, b.probs)
+    # an attack on the loaded (parameter-free) PPD: its first buffer is bfloat16, and the
+    # attacks' dtype check once refused float32 inputs for it
+    y_test = b.probs.argmax(-1)
+    x_adv = pgd(loaded, x_test.clamp(0, 1), y_test, eps=0.3, steps=2, clamp=(0.0, 1.0))
+    assert x_adv.dtype == torch.float32 and torch.isfinite(x_adv).all()
 
 
 def test_reactive_ppd_regression_log_prob_with_offsets(reactive_models) -> None:

@@ -198,8 +198,20 @@ def _check_predictive(predictive: object, x: Tensor) -> None:
             f"predictive has tensors on {t.device} but x is on {x.device}; "
             "move the model or the batch so that they share a device"
         )
-    if t.is_floating_point() and t.dtype != x.dtype:
-        raise TypeError(f"predictive has {t.dtype} tensors but x is {x.dtype}; cast one of them")
+    # The compute dtype is the parameters'. Without parameters, buffers may store data in
+    # other dtypes than they compute in (a reactive PPD's bfloat16 key offsets next to its
+    # float32 inputs): then x must match one of them.
+    param = next((p for p in predictive.parameters() if p.is_floating_point()), None)
+    if param is not None:
+        if param.dtype != x.dtype:
+            raise TypeError(
+                f"predictive has {param.dtype} parameters but x is {x.dtype}; cast one of them"
+            )
+        return
+    dtypes = {b.dtype for b in predictive.buffers() if b.is_floating_point()}
+    if dtypes and x.dtype not in dtypes:
+        have = ", ".join(sorted(str(d) for d in dtypes))
+        raise TypeError(f"predictive has {have} tensors but x is {x.dtype}; cast one of them")
 
 
 def _check_x(x: object, clamp: tuple[float, float] | None) -> Tensor:
