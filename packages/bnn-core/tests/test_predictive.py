@@ -167,6 +167,18 @@ def test_regression_ppd_function() -> None:
         regression_ppd(means, -1.0)
 
 
+def test_regression_ppd_noise_var_shapes() -> None:
+    means = torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]], dtype=torch.float64)  # (M, B)
+    per_example = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64)
+    _, var = regression_ppd(means, per_example)
+    torch.testing.assert_close(var, torch.tensor([1.1, 0.2, 1.3], dtype=torch.float64))
+    _, var = regression_ppd(means, torch.tensor(0.5, dtype=torch.float64))
+    assert var.shape == (3,)
+    for bad in (per_example[:, None], torch.ones(2, dtype=torch.float64)):  # (B, 1): (B, B)
+        with pytest.raises(ValueError, match="noise_var of shape"):
+            regression_ppd(means, bad)
+
+
 def test_regression_with_an_explicit_likelihood(make_mlp) -> None:
     lik = GaussianLikelihood(0.5, dtype=torch.float64)
     ppd = PosteriorPredictive(make_mlp(), 2, task="regression", likelihood=lik)

@@ -65,6 +65,16 @@ def regression_ppd(means: Tensor, noise_var: Tensor | float) -> tuple[Tensor, Te
     check_tensor(means, "means", min_ndim=2, floating=True)
     if isinstance(noise_var, Tensor):
         check_tensor(noise_var, "noise_var", floating=True)
+        try:
+            fits = torch.broadcast_shapes(noise_var.shape, means.shape[1:]) == means.shape[1:]
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"noise_var of shape {tuple(noise_var.shape)} must broadcast to the shape of "
+                f"one draw's means {tuple(means.shape[1:])} without enlarging it (a (B, 1) "
+                "variance against (M, B) means would give a (B, B) variance)"
+            )
         if bool((noise_var < 0).any()):
             raise ValueError("noise_var must be >= 0")
     elif not isinstance(noise_var, int | float) or isinstance(noise_var, bool) or noise_var < 0:
