@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adv_attacks import read_output
-from robust_vi import predictive_kl, trades_attack
+from adv_attacks import per_example_norm, read_output
+from robust_vi import TradesPenalty, predictive_kl, trades_attack
 
 
 @pytest.fixture
@@ -71,3 +71,19 @@ def test_errors(net, images):
         trades_attack(net, x, eps=-0.1)
     with pytest.raises(ValueError, match="norm"):
         trades_attack(net, x, eps=0.1, norm="l3")
+    # outside the range, clamping after projection would leave the ε-ball: refused
+    with pytest.raises(ValueError, match=r"outside clamp=\(0.0, 1.0\)"):
+        trades_attack(net, x + 2.0, eps=0.1)
+    with pytest.raises(ValueError, match="low < high"):
+        trades_attack(net, x, eps=0.1, clamp=(1.0, 0.0))
+    with pytest.raises(TypeError, match="clamp must be a"):
+        trades_attack(net, x, eps=0.1, clamp=0.5)
+    with pytest.raises(ValueError, match="low < high"):
+        TradesPenalty(eps=0.1, clamp=(1.0, 0.0))
+
+
+def test_unbounded_inputs_stay_in_the_ball(net, images):
+    x, _ = images
+    x = 3.0 * x - 1.0  # like standardised inputs, outside [0, 1]
+    x_star = trades_attack(net, x, eps=0.1, clamp=None)
+    assert (per_example_norm(x_star - x) <= 0.1 + 1e-6).all()

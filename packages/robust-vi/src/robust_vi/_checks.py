@@ -64,6 +64,38 @@ def check_float(value: object, name: str, *, positive: bool = False) -> float:
     return value
 
 
+def check_clamp(clamp: object) -> tuple[float, float] | None:
+    """``None`` or a pair ``(low, high)`` of finite numbers with ``low < high``."""
+    if clamp is None:
+        return None
+    if not isinstance(clamp, tuple | list) or len(clamp) != 2:
+        raise TypeError(f"clamp must be a (low, high) pair or None, got {clamp!r}")
+    lo, hi = clamp
+    for v in (lo, hi):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise TypeError(f"clamp must hold two finite numbers, got {clamp!r}")
+    if not lo < hi:
+        raise ValueError(f"clamp must satisfy low < high, got {clamp!r}")
+    return float(lo), float(hi)
+
+
+def check_in_range(x: Tensor, clamp: tuple[float, float] | None, name: str = "x") -> None:
+    """Raise ``ValueError`` if ``x`` leaves the valid range ``clamp``.
+
+    A point of the ε-ball is clamped into the range *after* projection, so from an input
+    outside the range the result would leave the ball: refuse such inputs instead.
+    """
+    if clamp is None or not x.numel():
+        return
+    lo, hi = clamp
+    xd = x.detach()
+    if bool(xd.min() < lo) or bool(xd.max() > hi):
+        raise ValueError(
+            f"{name} has values outside clamp={clamp} (min {float(xd.min()):.4g}, max "
+            f"{float(xd.max()):.4g}); pass clamp=None or the valid range of your inputs"
+        )
+
+
 def check_module(value: object, name: str = "model") -> nn.Module:
     """``value`` if it is an ``nn.Module``."""
     if not isinstance(value, nn.Module):

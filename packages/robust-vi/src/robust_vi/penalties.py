@@ -20,7 +20,13 @@ from torch import Tensor
 from adv_attacks import Norm
 from adv_channels import Channel
 from bnn_core import GaussianLikelihood
-from robust_vi._checks import as_enum, check_channel, check_float, check_positive_int
+from robust_vi._checks import (
+    as_enum,
+    check_channel,
+    check_clamp,
+    check_float,
+    check_positive_int,
+)
 from robust_vi.trades_attack import trades_attack
 
 __all__ = ["ALPPenalty", "Penalty", "TradesPenalty", "alp_penalty", "trades_penalty"]
@@ -117,7 +123,7 @@ class TradesPenalty(Penalty):
         self.steps = check_positive_int(steps, "steps")
         self.step_size = None if step_size is None else check_float(step_size, "step_size")
         self.norm = as_enum(Norm, norm, "norm")
-        self.clamp = clamp
+        self.clamp = check_clamp(clamp)
 
     def adversarial_input(
         self, predictive: object, x: Tensor, y: Tensor, generator: torch.Generator | None

@@ -24,7 +24,13 @@ from adv_attacks import (
     read_output,
 )
 from adv_channels import standard_normal
-from robust_vi._checks import as_enum, check_float, check_positive_int
+from robust_vi._checks import (
+    as_enum,
+    check_clamp,
+    check_float,
+    check_in_range,
+    check_positive_int,
+)
 
 __all__ = ["START_NOISE", "predictive_kl", "trades_attack"]
 
@@ -103,8 +109,10 @@ def trades_attack(
     steps = check_positive_int(steps, "steps")
     eta = 2.5 * eps / steps if step_size is None else check_float(step_size, "step_size")
     norm = as_enum(Norm, norm, "norm")
+    clamp = check_clamp(clamp)
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise TypeError("x must be a floating-point tensor")
+    check_in_range(x, clamp)
     x = x.detach()
     view = (-1,) + (1,) * (x.ndim - 1)
     tiny = torch.finfo(x.dtype).tiny
