@@ -3,9 +3,11 @@
 Two ways to sample a minibatch: draw a component per example (i.i.d. from ``π``), or
 *stratify* it, giving each component exactly its share of the batch, as the paper does
 ("mini-batches with the corresponding proportions of clean and attacked samples"). Stratified
-counts are the largest-remainder rounding of ``π_k B`` (each ``n_k`` is ``⌊π_k B⌋`` or
-``⌈π_k B⌉`` and ``Σ n_k = B``; ties go to a random component), and the components are assigned
-to a random subset of the batch. Each component then samples its own sub-batch.
+counts round ``π_k B`` at random, without bias: each ``n_k`` is ``⌊π_k B⌋`` or ``⌈π_k B⌉``,
+``Σ n_k = B``, and ``E[n_k] = π_k B`` (the slots left after the floors go to component ``k``
+with probability equal to the fractional part of ``π_k B``, by systematic sampling), so that
+small batches, down to one example, follow ``π`` on average too. The components are
+assigned to a random subset of the batch; each then samples its own sub-batch.
 """
 
 from __future__ import annotations
@@ -50,19 +52,22 @@ def _check_weights(weights: object, num_components: int) -> tuple[float, ...]:
 def stratified_counts(
     weights: Sequence[float], batch_size: int, *, generator: torch.Generator | None = None
 ) -> list[int]:
-    """Exact per-batch counts ``n_k`` for proportions ``π`` by largest remainders.
+    """Per-batch counts ``n_k`` for proportions ``π``: ``π_k B`` rounded at random, unbiased.
 
-    ``n_k = ⌊π_k B⌋`` plus one for the components with the largest fractional parts until
-    ``Σ n_k = B``; ties between equal fractional parts are broken at random (so that, e.g.,
-    ``π = (½, ½)`` on odd batches favours neither component on average).
+    ``n_k = ⌊π_k B⌋`` plus one extra slot with probability ``f_k``, the fractional part of
+    ``π_k B``; the ``B − Σ⌊π_k B⌋ = Σ f_k`` extra slots are placed by systematic sampling (one
+    uniform offset over the fractional parts laid end to end, in a random order), so exactly
+    that many are given, at most one per component, and ``E[n_k] = π_k B``. (Largest
+    remainders, the deterministic alternative, is biased for small batches: at ``B = 1``
+    it would always pick the component with the largest weight.)
 
     Args:
         weights: Proportions ``π_k >= 0`` summing to 1.
         batch_size: ``B >= 0``.
-        generator: Random stream for the tie-breaks.
+        generator: Random stream for the rounding.
 
     Returns:
-        ``K`` non-negative counts summing to ``B``, each within 1 of ``π_k B``.
+        ``K`` non-negative counts summing to ``B``, each ``⌊π_k B⌋`` or ``⌈π_k B⌉``.
 
     Examples:
         >>> stratified_counts([0.4, 0.2, 0.2, 0.2], 10)
@@ -84,9 +89,24 @@ def stratified_counts(
         floors.append(f)
         fracs.append(q - f)
     left = batch_size - sum(floors)
+    if left <= 0:
+        return floors
     order = torch.randperm(len(pis), generator=generator).tolist()
-    order.sort(key=lambda k: -fracs[k])  # stable: random order among equal remainders
-    for k in order[: max(0, left)]:
+    # Systematic sampling: points u, u + 1, ..., u + left − 1 on the fractional parts laid
+    # end to end (total ``left`` up to rounding); each part is < 1 long, so it holds at most
+    # one point, and it holds one with probability equal to its length.
+    u = float(torch.rand((), generator=generator))
+    scale = left / sum(fracs[k] for k in order)  # exactly 1 but for float rounding
+    start, point, picked = 0.0, u, []
+    for k in order:
+        end = start + fracs[k] * scale
+        if point < end and len(picked) < left:
+            picked.append(k)
+            point += 1.0
+        start = end
+    # float rounding could leave the last point just past the end: never short of B
+    picked += [k for k in order if fracs[k] > 0 and k not in picked][: left - len(picked)]
+    for k in picked:
         floors[k] += 1
     return floors
 
@@ -98,7 +118,8 @@ class MixtureChannel(Channel):
         components: The channels ``p_k`` (any :class:`~adv_channels.Channel`).
         weights: ``π_k >= 0`` summing to 1 (within ``1e-6``), one per component.
         stratified: ``True`` (default, the paper's choice): each minibatch holds exactly the
-            proportions ``π`` (largest-remainder counts, random positions). ``False``: each
+            proportions ``π`` up to rounding (unbiased random rounding of ``π_k B``, see
+            :func:`stratified_counts`; random positions). ``False``: each
             example draws its component independently from ``π``.
 
     The density, where every component with ``π_k > 0`` has one, is
