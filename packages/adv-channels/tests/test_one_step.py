@@ -127,12 +127,13 @@ def test_differentiable_and_default_agree_in_value(cnn, images):
     assert a.requires_grad and not b.requires_grad
 
 
-def test_target_is_left_untouched(cnn, images):
+@pytest.mark.parametrize("training", [True, False])
+def test_target_is_left_untouched(cnn, images, training):
     x, y = images
     before = [p.detach().clone() for p in cnn.parameters()]
-    cnn.eval()
+    cnn.train(training)
     OneStepChannel(eps=1.0, sigma=0.1).sample(x, y, cnn)
-    assert not cnn.training
+    assert all(m.training is training for m in cnn.modules())
     assert all(p.requires_grad and p.grad is None for p in cnn.parameters())
     assert all(torch.equal(a, p) for a, p in zip(before, cnn.parameters(), strict=True))
 

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch.distributions import Categorical, Normal
 
+from adv_channels import IdentityChannel
 from bnn_core import GaussianLikelihood
-from robust_vi import log_likelihood
+from robust_vi import log_likelihood, surrogate_elbo
 
 
 def test_classification_is_the_categorical_log_probability():
@@ -34,3 +35,12 @@ def test_errors():
         log_likelihood(torch.zeros(3), torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="task"):
         log_likelihood(torch.zeros(3, 2), torch.zeros(3, dtype=torch.long), "ranking")
+    for bad in (torch.tensor([0, 1, 2]), torch.tensor([0, -1, 1])):  # 2 logits: [0, 2)
+        with pytest.raises(ValueError, match=r"class indices in \[0, 2\)"):
+            log_likelihood(torch.zeros(3, 2), bad)
+
+
+def test_label_range_error_reaches_the_objectives(images, small_cnn):
+    x, y = images  # 3 classes
+    with pytest.raises(ValueError, match=r"class indices in \[0, 3\)"):
+        surrogate_elbo(small_cnn(), IdentityChannel(), x, y + 3, dataset_size=600)

@@ -118,7 +118,8 @@ def test_a_short_run_lowers_the_loss_and_beats_chance(make_images, small_cnn):
     assert history[-1]["data_term"] > history[0]["data_term"]
     assert history[-1]["val_accuracy"] >= 0.9
     assert history[-1]["val_nll"] < before["nll"]
-    assert 0 <= history[-1]["train_accuracy"] <= 1
+    # accuracy on the channel's samples, epoch by epoch (0.5, 0.72, 1.0 here): it learns
+    assert history[-1]["train_accuracy"] >= 0.8 > history[0]["train_accuracy"]
 
 
 def test_regression_run_learns_the_noise_and_the_mean():

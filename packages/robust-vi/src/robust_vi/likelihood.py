@@ -46,6 +46,12 @@ def log_likelihood(
             raise ValueError(
                 f"task='classification' needs (B, C) logits; got shape {tuple(outputs.shape)}"
             )
+        num_classes = outputs.shape[1]
+        if y.numel() and bool((y.min() < 0) | (y.max() >= num_classes)):
+            raise ValueError(
+                f"y must hold class indices in [0, {num_classes}) for the model's "
+                f"{num_classes} logits; got values in [{int(y.min())}, {int(y.max())}]"
+            )
         return -F.cross_entropy(outputs, y, reduction="none")
     if likelihood is None:
         raise ValueError("task='regression' needs the GaussianLikelihood: pass likelihood=")
