@@ -53,6 +53,26 @@ def test_caller_state_is_untouched(make_cnn, images, name, training):
     assert torch.is_grad_enabled()
 
 
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_batch_norm_running_statistics_are_restored(images, name, training):
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.LazyLinear(10)
+    )
+    x, y = images
+    model(x)  # materialise the lazy layer; moves the running statistics once
+    model.train(training)
+    stats = {k: b.clone() for k, b in model[1].named_buffers()}
+    x_adv = ATTACKS[name](model, x, y, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(x_adv, x)
+    for k, b in model[1].named_buffers():
+        assert torch.equal(b, stats[k]), k
+    if training:  # the guard matters: a forward pass in training mode moves them
+        model(x_adv)
+        assert not torch.equal(model[1].running_mean, stats["running_mean"])
+
+
 def test_flags_restored_when_the_predictive_raises(cnn, images):
     calls = []
 

@@ -5,8 +5,9 @@ generator) -> x_adv``, with the helpers of :class:`AttackProblem` (a validated b
 its predictive): ``gradient``, ``start``, ``step``, ``resample``. The base class validates
 the input, resolves missing labels, freezes the model's parameters, and builds the optional
 per-example report (:class:`AttackResult`). It never modifies the caller's tensors, the
-model's parameters, their ``requires_grad`` flags or ``.grad``, nor the model's ``training``
-flag, and it takes the device from the input.
+model's parameters, their ``requires_grad`` flags or ``.grad``, the model's ``training``
+flag, nor the running statistics of its batch-norm layers (restored after an attack on a
+model in training mode), and it takes the device from the input.
 """
 
 from __future__ import annotations
@@ -568,6 +569,37 @@ class Attack(ABC):
 
 @contextmanager
 def _attack_mode(predictive: object) -> Iterator[None]:
-    """Autograd on (also inside a caller's ``no_grad``/``inference_mode``), parameters frozen."""
-    with torch.inference_mode(False), torch.enable_grad(), frozen_parameters(predictive):
+    """Autograd on (also inside a caller's ``no_grad``/``inference_mode``), parameters frozen,
+    batch-norm running statistics restored on exit."""
+    with (
+        torch.inference_mode(False),
+        torch.enable_grad(),
+        frozen_parameters(predictive),
+        _kept_running_stats(predictive),
+    ):
         yield
+
+
+@contextmanager
+def _kept_running_stats(predictive: object) -> Iterator[None]:
+    """Restore the running statistics of batch-norm layers in training mode on exit.
+
+    A model attacked in training mode normalises with batch statistics (that is the model
+    being attacked), but each forward pass would also move its running mean/variance towards
+    the attack's iterates: those are put back, so the attack leaves the model as it found it.
+    """
+    if not isinstance(predictive, nn.Module):
+        yield
+        return
+    saved = [
+        (m, {k: b.clone() for k, b in m._buffers.items() if b is not None})
+        for m in predictive.modules()
+        if isinstance(m, nn.modules.batchnorm._NormBase) and m.training and m.track_running_stats
+    ]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for m, buffers in saved:
+                for k, b in buffers.items():
+                    m._buffers[k].copy_(b)
