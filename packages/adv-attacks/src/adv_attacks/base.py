@@ -569,8 +569,10 @@ class Attack(ABC):
 
 @contextmanager
 def _attack_mode(predictive: object) -> Iterator[None]:
-    """Autograd on (also inside a caller's ``no_grad``/``inference_mode``), parameters frozen,
-    batch-norm running statistics restored on exit."""
+    """Autograd on, parameters frozen, batch-norm running statistics restored on exit.
+
+    Autograd is on also inside a caller's ``no_grad``/``inference_mode``.
+    """
     with (
         torch.inference_mode(False),
         torch.enable_grad(),
