@@ -510,8 +510,10 @@ def test_test_input_shape_must_match_the_training_inputs(reactive_models):
         rppd(torch.rand(2, 6, dtype=torch.float64))
     with pytest.raises(TypeError, match="x_adv"):
         rppd(torch.zeros(2, *SHAPE, dtype=torch.long))
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match="x_adv holds NaN"):
         rppd(torch.full((2, *SHAPE), float("nan"), dtype=torch.float64))
+    with pytest.raises(ValueError, match="x_adv holds NaN or infinite"):
+        rppd.predict(torch.full((2, *SHAPE), float("inf"), dtype=torch.float64))
 
 
 def test_bad_options_and_training_data(reactive_models):

@@ -174,6 +174,8 @@ def test_certified_accuracy_curve() -> None:
         pytest.param({"sigma": 0.0}, ValueError, "sigma must be a positive", id="sigma_zero"),
         pytest.param({"sigma": math.inf}, ValueError, "sigma must be a positive", id="sigma_inf"),
         pytest.param({"n": 0}, ValueError, "num_samples must be a positive", id="n_zero"),
+        pytest.param({"n": 2.5}, TypeError, "num_samples must be a positive", id="n_float"),
+        pytest.param({"batch_size": "8"}, TypeError, "batch_size must be a", id="batch_str"),
         pytest.param({"alpha": 0.0}, ValueError, "alpha must be in", id="alpha_zero"),
         pytest.param({"batch_size": 0}, ValueError, "batch_size must be a positive", id="batch"),
         pytest.param({"generator": 3}, TypeError, "generator must be a torch.Generator", id="gen"),

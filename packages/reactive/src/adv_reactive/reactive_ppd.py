@@ -546,6 +546,8 @@ class ReactivePPD(nn.Module):
                 f"x_adv is on {x_adv.device} but the fitted keys are on {self.keys.device}: "
                 "move one of them (e.g. reactive_ppd.to(x_adv.device))"
             )
+        if x_adv.numel() and not bool(torch.isfinite(x_adv.detach()).all()):
+            raise ValueError("x_adv holds NaN or infinite values")
         return x_adv.reshape(x_adv.shape[0], -1)
 
     def predict(self, x_adv: Tensor, *, top_k: int = 0) -> ReactivePrediction:
