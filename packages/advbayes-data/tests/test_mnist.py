@@ -56,6 +56,14 @@ def test_verify_rejects_files_that_are_not_the_published_ones(tmp_path, write_mn
         load_mnist(tmp_path)
 
 
+def test_verify_checks_the_counts_where_no_digest_is_known(tmp_path, write_mnist):
+    # uncompressed FashionMNIST files have no published digest: a 6-image set was accepted
+    write_mnist(tmp_path / "FashionMNIST" / "raw", gz=False)
+    with pytest.raises(ChecksumError, match="6 training images, the published FashionMNIST"):
+        load_fashion_mnist(tmp_path)
+    assert load_fashion_mnist(tmp_path, verify=False).x_train.shape[0] == 6
+
+
 def test_inconsistent_files_are_value_errors(tmp_path, write_idx, write_mnist):
     folder = tmp_path / "MNIST" / "raw"
     write_mnist(folder)

@@ -17,6 +17,7 @@ import torch
 
 from advbayes_data.classification_data import ClassificationData
 from advbayes_data.download import torchvision_download
+from advbayes_data.errors import ChecksumError
 from advbayes_data.idx import read_idx
 from advbayes_data.sources import DatasetSource, FileSpec, fetch
 
@@ -45,6 +46,9 @@ FASHION_MNIST_CLASSES = (
     "Ankle boot",
 )
 """FashionMNIST's class names, indexed by label."""
+
+PUBLISHED_SIZES = (60_000, 10_000)
+"""Training and test images of MNIST and FashionMNIST, checked when ``verify=True``."""
 
 _STEMS = (
     "train-images-idx3-ubyte",
@@ -168,6 +172,16 @@ def _load_idx_dataset(
     x_test = _images(read_idx(test_images), test_images)
     y_train = _labels(read_idx(train_labels), train_labels, x_train.shape[0])
     y_test = _labels(read_idx(test_labels), test_labels, x_test.shape[0])
+    if verify:  # also where no digest is known (uncompressed FashionMNIST files)
+        for what, path, got, want in (
+            ("training", train_images, x_train.shape[0], PUBLISHED_SIZES[0]),
+            ("test", test_images, x_test.shape[0], PUBLISHED_SIZES[1]),
+        ):
+            if got != want:
+                raise ChecksumError(
+                    f"{path}: {got} {what} images, the published {source.name} has {want} "
+                    "(verify=False to load other IDX files)"
+                )
     return ClassificationData(name, x_train, y_train, x_test, y_test, classes)
 
 
@@ -218,7 +232,8 @@ def load_fashion_mnist(
 
     Used for the selective-prediction experiment (SPEC §6). Same layout rules as
     :func:`load_mnist`, under ``FashionMNIST/raw`` or ``FashionMNIST``; ``verify`` checks the
-    md5 of the ``.gz`` files (torchvision's; none is published for the uncompressed ones).
+    md5 of the ``.gz`` files (torchvision's; none is published for the uncompressed ones, so
+    for those it checks the image counts, 60,000 and 10,000).
 
     Returns:
         ``x_train`` ``(60000, 1, 28, 28)``, ``x_test`` ``(10000, 1, 28, 28)`` float32 in
