@@ -84,6 +84,45 @@ def test_resume_after_an_interrupted_epoch_gives_the_same_parameters(
     _assert_same_run((model, r.channel, reference.history), (model2, r2.channel, history))
 
 
+def _with_dropout(small_cnn, seed):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Dropout(0.3), small_cnn(seed=0))
+    return model, recipe("MIX", eps=1.0)
+
+
+def test_dropout_runs_are_reproducible_and_resume_exactly(tmp_path, make_images, small_cnn):
+    # dropout draws from torch's global generator: the trainer forks it, seeds it from its
+    # own seed and checkpoints it (a resumed run with dropout used to drift)
+    x, y = make_images(48)
+    model, r = _with_dropout(small_cnn, seed=0)
+    torch.manual_seed(11)
+    caller = torch.get_rng_state()
+    reference = Trainer(model, r, progress=False, **CONFIG)
+    reference.fit((x, y))
+    assert torch.equal(torch.get_rng_state(), caller)  # the caller's stream is untouched
+
+    def stop_after_first(trainer, record):
+        if record["epoch"] == 1:
+            raise Interrupt
+
+    model1, r1 = _with_dropout(small_cnn, seed=0)
+    first = Trainer(
+        model1, r1, progress=False, checkpoint_dir=tmp_path, callbacks=[stop_after_first], **CONFIG
+    )
+    with pytest.raises(Interrupt):
+        first.fit((x, y))
+    model2, r2 = _with_dropout(small_cnn, seed=99)  # another global seed, as in a new process
+    resumed = Trainer(model2, r2, progress=False, checkpoint_dir=tmp_path, **CONFIG)
+    _assert_same_run(
+        (model, r.channel, reference.history), (model2, r2.channel, resumed.fit((x, y)))
+    )
+    # and a run does not depend on the caller's global seed (model built the same way)
+    model3, r3 = _with_dropout(small_cnn, seed=0)
+    torch.manual_seed(12)
+    again = Trainer(model3, r3, progress=False, **CONFIG)
+    _assert_same_run((model, r.channel, reference.history), (model3, r3.channel, again.fit((x, y))))
+
+
 def test_resume_after_a_crash_mid_epoch_with_a_shuffling_loader(tmp_path, make_images, small_cnn):
     x, y = make_images(40)
 
@@ -248,3 +287,17 @@ def test_fit_errors(make_images, small_cnn):
         trainer.fit((x, y[:4]))
     with pytest.raises(ValueError, match="dataset_size"):
         Trainer(small_cnn(), recipe("BL"), dataset_size=4, progress=False).fit((x, y))
+
+
+def test_dataset_size_of_a_loader_follows_its_subset_sampler(make_images, small_cnn):
+    from torch.utils.data import SubsetRandomSampler, TensorDataset
+
+    x, y = make_images(40)
+    dataset = TensorDataset(x, y)
+    trainer = Trainer(small_cnn(), recipe("BL"), epochs=1, progress=False)
+    subset = DataLoader(dataset, batch_size=8, sampler=SubsetRandomSampler(range(10)))
+    assert trainer._dataset_size(subset) == 10  # was 40: the KL / N under-weighted 4x
+    assert trainer._dataset_size(DataLoader(dataset, batch_size=8, shuffle=True)) == 40
+    assert trainer._dataset_size(DataLoader(dataset, batch_size=8)) == 40
+    trainer.fit(subset)
+    assert trainer.history[-1]["epoch"] == 1

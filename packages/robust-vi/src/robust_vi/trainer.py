@@ -5,8 +5,11 @@ likelihood scaled by ``N/B`` and the KL optionally annealed (both inside the obj
 see :mod:`robust_vi.objective`), one GAN-style adversary step of a learned channel before
 every model step, per-epoch validation with the posterior predictive, a checkpoint after
 every epoch and resumption after an interruption. All randomness (posterior and channel
-draws, shuffling, validation draws) comes from generators the trainer owns and saves, so a
-run is reproducible on the CPU and a resumed run is identical to an uninterrupted one.
+draws, shuffling, validation draws) comes from generators the trainer owns and saves, and
+whatever the model draws from torch's global generator (dropout) runs on a fork of it
+seeded from the trainer's seed and checkpointed too (the caller's global state is left as it
+was), so a run is reproducible on the CPU and a resumed run is identical to an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -71,7 +74,8 @@ class Trainer:
             default :class:`adv_channels.IdentityChannel` (clean training). Not allowed
             with a recipe, which holds its own.
         dataset_size: ``N``, the number of training points; default the length of the
-            training data passed to :meth:`fit`.
+            training data passed to :meth:`fit` (for a ``DataLoader`` whose sampler draws
+            from a subset, e.g. ``SubsetRandomSampler``, the subset's size).
         epochs: Total number of epochs (a resumed run continues up to it). Default ``10``.
         lr: Adam's learning rate. Default ``1e-3``.
         lr_decay: ``γ`` of the exponential decay, ``lr_e = lr γ^e`` (``0 < γ <= 1``).
@@ -193,6 +197,9 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.epoch = 0
         self._loader_generator: torch.Generator | None = None
+        # torch's global generator(s) for the model's own randomness (dropout) during fit:
+        # None until the first epoch starts (then seeded from seed), restored on resume
+        self._global_rng: dict[str, Tensor | None] | None = None
 
     # -- configuration ------------------------------------------------------------------
 
@@ -220,8 +227,12 @@ class Trainer:
         if self.dataset_size is not None:
             return self.dataset_size
         if isinstance(data, DataLoader):
+            # a sampler over a subset (SubsetRandomSampler, or any with ``indices``): the
+            # training points are the subset, not the whole dataset the loader indexes
+            sampler = getattr(data.batch_sampler, "sampler", None) or data.sampler
+            indices = getattr(sampler, "indices", None)
             try:
-                return len(data.dataset)  # type: ignore[arg-type]
+                return len(indices if indices is not None else data.dataset)  # type: ignore[arg-type]
             except TypeError:
                 pass
             raise ValueError("cannot infer dataset_size from this DataLoader: pass dataset_size=")
@@ -313,17 +324,44 @@ class Trainer:
             state = load_checkpoint(self.checkpoint_dir, map_location="cpu")
             if state is not None:
                 self.load_state_dict(state)
-        while self.epoch < self.epochs:
-            record = self._train_epoch(train_data, n)
-            if val_data is not None:
-                record.update({f"val_{k}": v for k, v in self.evaluate(val_data).items()})
-            self.history.append(record)
-            self.epoch += 1
-            if self.checkpoint_dir is not None:
-                save_checkpoint(self.state_dict(), self.checkpoint_dir)
-            for cb in self.callbacks:
-                cb(self, record)
+        cuda = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):  # the caller's global state is restored
+            self._enter_global_rng()
+            while self.epoch < self.epochs:
+                record = self._train_epoch(train_data, n)
+                if val_data is not None:
+                    record.update({f"val_{k}": v for k, v in self.evaluate(val_data).items()})
+                self.history.append(record)
+                self.epoch += 1
+                self._global_rng = self._read_global_rng()
+                if self.checkpoint_dir is not None:
+                    save_checkpoint(self.state_dict(), self.checkpoint_dir)
+                for cb in self.callbacks:
+                    cb(self, record)
         return self.history
+
+    def _read_global_rng(self) -> dict[str, Tensor | None]:
+        cuda = self.device.type == "cuda"
+        return {
+            "cpu": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(self.device) if cuda else None,
+        }
+
+    def _enter_global_rng(self) -> None:
+        """Inside ``fork_rng``: seed torch's global generator(s) or restore the saved state."""
+        cuda = self.device.type == "cuda"
+        if self._global_rng is None:
+            seed = self.seed + 3
+            torch.default_generator.manual_seed(seed)
+            if cuda:
+                index = self.device.index
+                index = torch.cuda.current_device() if index is None else index
+                torch.cuda.default_generators[index].manual_seed(seed)
+            self._global_rng = self._read_global_rng()
+            return
+        torch.set_rng_state(self._global_rng["cpu"])
+        if cuda and self._global_rng["cuda"] is not None:
+            torch.cuda.set_rng_state(self._global_rng["cuda"], self.device)
 
     def _adversary_target(self) -> PosteriorDraw:
         """A fresh posterior draw for the learned channel's GAN step."""
@@ -510,6 +548,7 @@ class Trainer:
                 None if self._loader_generator is None else self._loader_generator.get_state()
             ),
             "history": self.history,
+            "global_rng": self._global_rng,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -533,3 +572,4 @@ class Trainer:
             self._loader_generator.set_state(state["loader_generator"])
         self.history = list(state["history"])
         self.epoch = int(state["epoch"])
+        self._global_rng = state.get("global_rng")  # absent in checkpoints before it
