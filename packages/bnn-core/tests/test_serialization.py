@@ -69,6 +69,23 @@ def test_priors_and_modes_changed_after_building_are_kept(tmp_path) -> None:
     assert loaded[7].sample_mode is SampleMode.LOCAL and loaded.training
 
 
+def test_dtype_and_per_module_flags_are_kept(tmp_path) -> None:
+    model = resnet18(width=4).double()
+    _perturb(model)
+    model.train()
+    model.stem[1].eval()  # e.g. a frozen batch norm inside a training model
+    save_model(model, tmp_path / "d.pt")
+    loaded = load_model(tmp_path / "d.pt")
+    for key, value in model.state_dict().items():  # dtype included: no float32 round trip
+        torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0)
+    flags = {n: m.training for n, m in model.named_modules()}
+    assert {n: m.training for n, m in loaded.named_modules()} == flags
+    assert loaded.training and not loaded.stem[1].training
+    x = torch.rand(2, 3, 16, 16, dtype=torch.float64)
+    with sample_mode(model, "mean"), sample_mode(loaded, "mean"):
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+
+
 def test_custom_model_needs_a_template(tmp_path) -> None:
     def net() -> nn.Module:
         return to_bayesian(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)))

@@ -53,6 +53,11 @@ def save_model(model: nn.Module, path: str | os.PathLike[str]) -> None:
         "config": config,
         "layers": layers,
         "training": model.training,
+        # sub-modules whose train/eval flag differs from the model's (e.g. a frozen
+        # batch-norm left in eval mode inside a training model)
+        "module_training": {
+            name: m.training for name, m in model.named_modules() if m.training != model.training
+        },
         "state_dict": model.state_dict(),
     }
     torch.save(payload, os.fspath(path))
@@ -89,7 +94,9 @@ def load_model(
             device). Default ``"cpu"``.
 
     Returns:
-        The model with the saved posterior, priors, sampling modes and train/eval flag.
+        The model with the saved posterior, priors, sampling modes and train/eval flags
+        (the model's and any sub-module's that differs); a rebuilt model has the saved
+        floating-point dtype.
 
     Raises:
         ValueError: Not a bnn_core model file, unknown architecture, or a state dict that
@@ -111,6 +118,11 @@ def load_model(
                 "a bnn_core builder): pass model=<a freshly built module of that architecture>"
             )
         model = _build(payload["config"])
+        dtype = next(
+            (t.dtype for t in payload["state_dict"].values() if t.is_floating_point()), None
+        )
+        if dtype is not None:  # rebuilt in the saved dtype, not the builder's float32
+            model.to(dtype)
     else:
         check_module(model)
     try:
@@ -128,4 +140,9 @@ def load_model(
         setattr(model, CONFIG_ATTR, payload["config"])
     if rebuilt and map_location is not None:
         model.to(map_location)
-    return model.train(bool(payload.get("training", True)))
+    model.train(bool(payload.get("training", True)))
+    modules = dict(model.named_modules())
+    for name, training in payload.get("module_training", {}).items():  # absent in old files
+        if name in modules:
+            modules[name].training = bool(training)
+    return model
