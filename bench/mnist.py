@@ -402,7 +402,7 @@ def run_evaluation(ev: Evaluation, tasks: list[tuple], progress: bool) -> float:
 def bar_strength(rows: list[dict], grid: tuple[float, ...]) -> float | None:
     """The smallest grid strength at which BL's PGD accuracy is <= 0.10 (issue 7's bar)."""
     acc = summarise(rows, "accuracy")
-    for eps in grid:
+    for eps in sorted(grid):
         key = ("BL", "PGD", round(float(eps), 6))
         if key in acc and acc[key][0] <= 0.10:
             return eps
@@ -689,6 +689,9 @@ def main(argv: list[str] | None = None) -> int:
     profile = _override(PROFILES[args.profile], args.set)
     if args.eps is not None:
         profile = dataclasses.replace(profile, eps_grid=tuple(args.eps))
+    # ascending, each once (from --eps or --set): the tables, the bar and the plots read it
+    # in order
+    profile = dataclasses.replace(profile, eps_grid=tuple(sorted(set(profile.eps_grid))))
     device = resolve_device(args.device)
     apply_threads(args.threads)
     apply_allocator(args.allocator)

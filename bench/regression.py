@@ -875,6 +875,9 @@ def main(argv: list[str] | None = None) -> int:
     profile = _override(PROFILES[args.profile], args.set)
     if args.eps is not None:
         profile = dataclasses.replace(profile, eps_grid=tuple(args.eps))
+    # ascending, each once (from --eps or --set): the tables, the bar and the plots read it
+    # in order
+    profile = dataclasses.replace(profile, eps_grid=tuple(sorted(set(profile.eps_grid))))
     if not profile.eps_grid or any(not (e > 0 and math.isfinite(e)) for e in profile.eps_grid):
         raise SystemExit(f"--eps: strengths must be finite and > 0; got {profile.eps_grid}")
     datasets = [d for d in DATASETS if d in args.datasets]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -16,16 +17,26 @@ Summary = dict[tuple[str, str, float], tuple[float, float, int]]
 def summarise(rows: Iterable[Row], metric: str) -> Summary:
     """Mean, standard deviation and count of ``metric`` over seeds per (model, attack, eps).
 
-    The standard deviation is the sample one (``n - 1``), 0 for a single seed.
+    The standard deviation is the sample one (``n - 1``), 0 for a single seed. Rows without
+    ``metric`` are skipped; a stored ``null`` (a NaN metric: JSON has none) counts as NaN,
+    and ``±1e308`` (how infinities are stored) as ``±inf``, so that a diverged seed shows in
+    its cell instead of silently dropping out of the mean.
     """
     groups: dict[tuple[str, str, float], list[float]] = defaultdict(list)
     for row in rows:
-        value = row.get(metric)
-        if value is None:
+        if metric not in row:
             continue
-        groups[(row["model"], row["attack"], round(float(row["eps"]), 6))].append(float(value))
+        value = row[metric]
+        value = math.nan if value is None else float(value)
+        if abs(value) >= 1e308:
+            value = math.copysign(math.inf, value)
+        groups[(row["model"], row["attack"], round(float(row["eps"]), 6))].append(value)
     out: Summary = {}
     for key, values in groups.items():
+        if not all(math.isfinite(v) for v in values):  # statistics' exact sums refuse them
+            mean = sum(values) / len(values)
+            out[key] = (mean, math.nan if len(values) > 1 else 0.0, len(values))
+            continue
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         out[key] = (statistics.fmean(values), std, len(values))
     return out
@@ -68,6 +79,7 @@ def table_at_strength(
                 for m in models
                 if (m, attack, _eps_key(attack, eps, clean)) in summary
             ]
+            means = [v for v in means if not math.isnan(v)]  # a NaN cell is never the best
             if means:
                 bests[attack] = max(means) if best == "max" else min(means)
     for model in models:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,24 @@ class RowStore:
         self.path = path
         self._rows: dict[RowKey, Row] = {}
         if path.exists():
-            for line in path.read_text().splitlines():
-                if line.strip():
+            lines = [line for line in path.read_text().splitlines() if line.strip()]
+            for i, line in enumerate(lines):
+                try:
                     row = json.loads(line)
-                    self._rows[row_key(row["model"], row["attack"], row["eps"], row["seed"])] = row
+                except json.JSONDecodeError as err:
+                    if i < len(lines) - 1:
+                        raise ValueError(
+                            f"{path}: row {i + 1} is not JSON ({err}); delete that line or "
+                            "start the run again with --fresh"
+                        ) from None
+                    # the process died while appending its last row: drop the partial line
+                    # (the file is rewritten, so that the next row starts on a line of its own)
+                    warnings.warn(
+                        f"{path}: dropped a partial last row (an interrupted write)", stacklevel=2
+                    )
+                    path.write_text("".join(f"{kept}\n" for kept in lines[:-1]))
+                    break
+                self._rows[row_key(row["model"], row["attack"], row["eps"], row["seed"])] = row
 
     def __contains__(self, key: RowKey) -> bool:
         return key in self._rows
