@@ -60,7 +60,9 @@ def test_encode_labels():
     torch.testing.assert_close(
         encode_labels(torch.tensor([0.5, 2.0]), None, torch.float32), torch.tensor([[0.5], [2.0]])
     )
-    with pytest.raises(ValueError, match=r"class indices in \[0, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"class indices in \[0, 3\) \(the generator was built with num_classes=3"
+    ):
         encode_labels(torch.tensor([3]), 3, torch.float32)
     with pytest.raises(TypeError, match="integer class indices"):
         encode_labels(torch.tensor([0.5]), 3, torch.float32)

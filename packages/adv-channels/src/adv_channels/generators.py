@@ -61,7 +61,11 @@ def encode_labels(y: Tensor, num_classes: int | None, dtype: torch.dtype) -> Ten
     if y.ndim != 1:
         raise ValueError(f"y must have shape (B,) of class indices, got {tuple(y.shape)}")
     if y.numel() and (bool((y < 0).any()) or bool((y >= num_classes).any())):
-        raise ValueError(f"y must hold class indices in [0, {num_classes})")
+        raise ValueError(
+            f"y must hold class indices in [0, {num_classes}) (the generator was built with "
+            f"num_classes={num_classes}; it must match the model's); got values in "
+            f"[{int(y.min())}, {int(y.max())}]"
+        )
     return F.one_hot(y.long(), num_classes).to(dtype)
 
 
