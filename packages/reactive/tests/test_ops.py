@@ -174,6 +174,32 @@ def test_tiny_sigma_float32_nearest_value(mode: str, problem, reference) -> None
     torch.testing.assert_close(res.log_normalizer, ref["log_normalizer"].float(), rtol=1e-5, atol=0)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_float64_queries_with_float32_keys_are_float64_throughout(
+    mode: str, problem, reference
+) -> None:
+    # the key norms were computed in the keys' float32: 0.03 nats off at sigma 0.02, D 784
+    q, k, v = problem(4, 50, 784, 3, 2, per_draw=True, generator=_gen(8))
+    q64 = q.double()
+    res = _torch(q64, k, v, sigma=0.02, mode=mode)
+    ref = reference(q64, k.double(), v.double(), 0.02, mode)
+    assert res.log_normalizer.dtype == torch.float64
+    torch.testing.assert_close(res.log_normalizer, ref["log_normalizer"], rtol=1e-9, atol=1e-6)
+    torch.testing.assert_close(squared_norms(k, dtype=torch.float64), k.double().square().sum(-1))
+    with pytest.raises(ValueError, match="dtype must be"):
+        squared_norms(k, dtype=torch.float16)
+
+
+def test_sigma_too_small_for_float32_is_named(problem) -> None:
+    q, k, v = problem(2, 20, 784, 3, 2, per_draw=False, generator=_gen(9))
+    with pytest.raises(ValueError, match="too small for float32"):
+        _torch(q, k, v, sigma=1e-25)
+    with pytest.raises(ValueError, match=r"overflow torch.float32 at sigma=1e-19"):
+        _torch(q, k, v, sigma=1e-19)
+    res = _torch(q.double(), k.double(), v.double(), sigma=1e-19)  # float64 copes
+    assert torch.isfinite(res.output).all()
+
+
 @pytest.mark.parametrize(
     "chunk_size",
     [pytest.param(c, id=f"chunk_{c}") for c in (1, 63, 500, 1000, 1999)],

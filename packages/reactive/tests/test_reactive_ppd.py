@@ -514,6 +514,9 @@ def test_test_input_shape_must_match_the_training_inputs(reactive_models):
         rppd(torch.full((2, *SHAPE), float("nan"), dtype=torch.float64))
     with pytest.raises(ValueError, match="x_adv holds NaN or infinite"):
         rppd.predict(torch.full((2, *SHAPE), float("inf"), dtype=torch.float64))
+    # a float32 query against the float64 fit: refused, not half-float64 (key norms)
+    with pytest.raises(TypeError, match="x_adv is torch.float32 but the fitted state is"):
+        rppd.predict(torch.rand(2, *SHAPE))
 
 
 def test_bad_options_and_training_data(reactive_models):

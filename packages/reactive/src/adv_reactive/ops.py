@@ -66,24 +66,30 @@ class ReactiveAggregate(NamedTuple):
     top_k_weights: Tensor | None
 
 
-def squared_norms(keys: Tensor | OffsetKeys) -> Tensor:
+def squared_norms(keys: Tensor | OffsetKeys, *, dtype: torch.dtype | None = None) -> Tensor:
     """Squared L2 norms over the last dimension, to cache with the keys.
 
     Args:
         keys: ``(..., D)`` keys, e.g. ``(N, D)`` or ``(M, N, D)``; or
             :class:`~adv_reactive.OffsetKeys`, whose keys ``base + offsets`` are summed in
             the compute dtype (float32, or float64 with a float64 base) block by block.
+        dtype: ``torch.float32`` or ``torch.float64`` to accumulate in (e.g. float64 for
+            float32 keys that float64 queries will meet); default: float32 for
+            half-precision keys, else the keys' dtype (an ``OffsetKeys``: its base's).
 
     Returns:
-        ``(...)`` tensor of ``‖k‖²`` (float32 for half-precision keys, else the keys' dtype).
+        ``(...)`` tensor of ``‖k‖²`` in that dtype.
 
     Examples:
         >>> squared_norms(torch.tensor([[3.0, 4.0]]))
         tensor([25.])
     """
+    if dtype not in (None, torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32, torch.float64 or None; got {dtype}")
     if isinstance(keys, OffsetKeys):
         _check_offset_keys(keys)
-        dtype = torch.float64 if keys.base.dtype == torch.float64 else torch.float32
+        if dtype is None:
+            dtype = torch.float64 if keys.base.dtype == torch.float64 else torch.float32
         num_draws, num_keys, dim = keys.offsets.shape
         out = torch.empty(num_draws, num_keys, dtype=dtype, device=keys.base.device)
         for m in range(num_draws):
@@ -91,7 +97,8 @@ def squared_norms(keys: Tensor | OffsetKeys) -> Tensor:
         return out
     if not isinstance(keys, Tensor) or not keys.is_floating_point():
         raise TypeError(f"keys must be a floating-point tensor; got {_describe(keys)}")
-    dtype = keys.dtype if keys.dtype in (torch.float32, torch.float64) else torch.float32
+    if dtype is None:
+        dtype = keys.dtype if keys.dtype in (torch.float32, torch.float64) else torch.float32
     flat = keys.reshape(-1, keys.shape[-1]) if keys.dim() > 0 else keys.reshape(1, 1)
     out = torch.empty(flat.shape[0], dtype=dtype, device=keys.device)
     _blocked_sq_norms(out, flat.shape[1], lambda a, b: flat[a:b].to(dtype))
@@ -227,7 +234,12 @@ def reactive_aggregate(
     q = queries.to(dtype)
     norms_given = key_sq_norms is not None
     if key_sq_norms is None:
-        key_sq_norms = squared_norms(keys)
+        key_sq_norms = squared_norms(keys, dtype=dtype)  # float64 queries: float64 norms
+    if dtype == torch.float32 and inv_var > torch.finfo(torch.float32).max:
+        raise ValueError(
+            f"sigma={sigma!r} is too small for float32 (1/sigma**2 overflows it): pass "
+            "float64 queries or keys, or use a larger sigma"
+        )
     _check_finite(
         queries=queries,
         values=values,
@@ -245,8 +257,9 @@ def reactive_aggregate(
     lse, out, sumsq = _GroupStats.apply(q, keys3, norms2, values3, inv_var, chunk_size, use_triton)
     if not bool(torch.isfinite(lse).all() & torch.isfinite(out).all()):  # one device sync
         raise ValueError(
-            "the aggregation produced non-finite values: keys, values or key_sq_norms hold "
-            "NaN or infinity (or key_sq_norms does not match keys)"
+            "the aggregation produced non-finite values: either the scaled squared distances "
+            f"‖x' − μ‖²/σ² overflow {dtype} at sigma={sigma!r} (use float64 inputs or a "
+            "larger sigma), or the keys hold NaN/infinity or do not match key_sq_norms"
         )
 
     if shared:

@@ -546,6 +546,12 @@ class ReactivePPD(nn.Module):
                 f"x_adv is on {x_adv.device} but the fitted keys are on {self.keys.device}: "
                 "move one of them (e.g. reactive_ppd.to(x_adv.device))"
             )
+        fitted = self.inputs.dtype  # the float dtype of the fit (offset keys: of the inputs)
+        if x_adv.dtype != fitted:
+            raise TypeError(
+                f"x_adv is {x_adv.dtype} but the fitted state is {fitted}: cast x_adv "
+                f"(x_adv.to({fitted})) or fit with {x_adv.dtype} inputs and model"
+            )
         if x_adv.numel() and not bool(torch.isfinite(x_adv.detach()).all()):
             raise ValueError("x_adv holds NaN or infinite values")
         return x_adv.reshape(x_adv.shape[0], -1)
