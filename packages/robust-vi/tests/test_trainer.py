@@ -57,6 +57,33 @@ def _nn50(small_cnn, seed):
 CONFIG = {"epochs": 3, "batch_size": 16, "lr": 5e-3, "lr_decay": 0.9, "kl_warmup_epochs": 1}
 
 
+def _stop_after_first(trainer, record):
+    if record["epoch"] == 1:
+        raise Interrupt
+
+
+def _interrupted_and_resumed(build, x, y, directory, *, fresh_seed):
+    """Train ``build(0)`` one epoch and crash; resume in ``build(fresh_seed)`` (another
+    global seed and other initial weights, as in a new process); return its model, recipe and
+    history."""
+    model1, r1 = build(0)
+    first = Trainer(
+        model1,
+        r1,
+        progress=False,
+        checkpoint_dir=directory,
+        callbacks=[_stop_after_first],
+        **CONFIG,
+    )
+    with pytest.raises(Interrupt):
+        first.fit((x, y))
+    assert (directory / CHECKPOINT_NAME).is_file() and len(first.history) == 1
+    model2, r2 = build(fresh_seed)
+    history = Trainer(model2, r2, progress=False, checkpoint_dir=directory, **CONFIG).fit((x, y))
+    assert [rec["epoch"] for rec in history] == [1, 2, 3]
+    return model2, r2, history
+
+
 def test_resume_after_an_interrupted_epoch_gives_the_same_parameters(
     tmp_path, make_images, small_cnn
 ):
@@ -64,23 +91,9 @@ def test_resume_after_an_interrupted_epoch_gives_the_same_parameters(
     model, r = _nn50(small_cnn, seed=0)
     reference = Trainer(model, r, progress=False, **CONFIG)
     reference.fit((x, y))
-
-    def stop_after_first(trainer, record):
-        if record["epoch"] == 1:
-            raise Interrupt
-
-    model1, r1 = _nn50(small_cnn, seed=0)
-    first = Trainer(
-        model1, r1, progress=False, checkpoint_dir=tmp_path, callbacks=[stop_after_first], **CONFIG
+    model2, r2, history = _interrupted_and_resumed(
+        lambda seed: _nn50(small_cnn, seed), x, y, tmp_path, fresh_seed=123
     )
-    with pytest.raises(Interrupt):
-        first.fit((x, y))
-    assert (tmp_path / CHECKPOINT_NAME).is_file() and len(first.history) == 1
-
-    model2, r2 = _nn50(small_cnn, seed=123)  # a fresh process: other initial weights
-    resumed = Trainer(model2, r2, progress=False, checkpoint_dir=tmp_path, **CONFIG)
-    history = resumed.fit((x, y))
-    assert [rec["epoch"] for rec in history] == [1, 2, 3]
     _assert_same_run((model, r.channel, reference.history), (model2, r2.channel, history))
 
 
@@ -100,22 +113,10 @@ def test_dropout_runs_are_reproducible_and_resume_exactly(tmp_path, make_images,
     reference = Trainer(model, r, progress=False, **CONFIG)
     reference.fit((x, y))
     assert torch.equal(torch.get_rng_state(), caller)  # the caller's stream is untouched
-
-    def stop_after_first(trainer, record):
-        if record["epoch"] == 1:
-            raise Interrupt
-
-    model1, r1 = _with_dropout(small_cnn, seed=0)
-    first = Trainer(
-        model1, r1, progress=False, checkpoint_dir=tmp_path, callbacks=[stop_after_first], **CONFIG
+    model2, r2, history = _interrupted_and_resumed(
+        lambda seed: _with_dropout(small_cnn, seed), x, y, tmp_path, fresh_seed=99
     )
-    with pytest.raises(Interrupt):
-        first.fit((x, y))
-    model2, r2 = _with_dropout(small_cnn, seed=99)  # another global seed, as in a new process
-    resumed = Trainer(model2, r2, progress=False, checkpoint_dir=tmp_path, **CONFIG)
-    _assert_same_run(
-        (model, r.channel, reference.history), (model2, r2.channel, resumed.fit((x, y)))
-    )
+    _assert_same_run((model, r.channel, reference.history), (model2, r2.channel, history))
     # and a run does not depend on the caller's global seed (model built the same way)
     model3, r3 = _with_dropout(small_cnn, seed=0)
     torch.manual_seed(12)
