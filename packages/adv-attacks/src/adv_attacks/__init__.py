@@ -16,7 +16,7 @@ Examples:
 
 from __future__ import annotations
 
-from adv_attacks.base import Attack, AttackProblem, AttackResult
+from adv_attacks.base import Attack, AttackProblem, AttackResult, check_clamp
 from adv_attacks.entropy import EntropyAttack, entropy_attack
 from adv_attacks.frozen import frozen_parameters
 from adv_attacks.norms import Norm, per_example_norm, random_in_ball
@@ -49,6 +49,7 @@ __all__ = [
     "RegressionOutput",
     "__version__",
     "attack_success",
+    "check_clamp",
     "entropy_attack",
     "frozen_parameters",
     "objective_values",

@@ -70,7 +70,23 @@ def check_steps(steps: object, name: str = "steps") -> int:
     return steps
 
 
-def _check_clamp(clamp: object) -> tuple[float, float] | None:
+def check_clamp(clamp: object) -> tuple[float, float] | None:
+    """Validate a valid-input range: ``None`` (unbounded) or a pair ``(low, high)``.
+
+    Args:
+        clamp: ``None``, or two real numbers (not NaN; ``±inf`` allowed) with ``low < high``.
+
+    Returns:
+        ``None`` or ``(float(low), float(high))``.
+
+    Raises:
+        TypeError: Not a pair of numbers.
+        ValueError: ``low >= high``.
+
+    Examples:
+        >>> check_clamp((0, 1))
+        (0.0, 1.0)
+    """
     if clamp is None:
         return None
     if not isinstance(clamp, tuple | list) or len(clamp) != 2:
@@ -466,7 +482,7 @@ class Attack(ABC):
         check_budget(eps, "eps")
         self.eps = eps
         self.norm = coerce_option(Norm, norm, "norm")
-        self.clamp = _check_clamp(clamp)
+        self.clamp = check_clamp(clamp)
         self.eot = bool(eot)
         self.chunk_size = _check_chunk_size(chunk_size)
 

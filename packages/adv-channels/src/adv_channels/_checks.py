@@ -9,6 +9,8 @@ from typing import TypeVar
 import torch
 from torch import Tensor, nn
 
+from adv_attacks import check_clamp as check_clamp  # one rule for every package
+
 E = TypeVar("E", bound=StrEnum)
 
 Clamp = tuple[float, float] | None
@@ -40,21 +42,6 @@ def check_scalar(value: object, name: str, *, positive: bool = False) -> float:
     if value < 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
     return value
-
-
-def check_clamp(clamp: object) -> tuple[float, float] | None:
-    """``None`` or a pair ``(low, high)`` of finite numbers with ``low < high``."""
-    if clamp is None:
-        return None
-    if not isinstance(clamp, tuple | list) or len(clamp) != 2:
-        raise TypeError(f"clamp must be a (low, high) pair or None, got {clamp!r}")
-    lo, hi = clamp
-    for v in (lo, hi):
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise TypeError(f"clamp must hold two finite numbers, got {clamp!r}")
-    if not lo < hi:
-        raise ValueError(f"clamp must satisfy low < high, got {clamp!r}")
-    return float(lo), float(hi)
 
 
 def check_x(x: object, name: str = "x") -> Tensor:

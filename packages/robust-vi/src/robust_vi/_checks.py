@@ -13,6 +13,7 @@ from typing import TypeVar
 import torch
 from torch import Tensor, nn
 
+from adv_attacks import check_clamp as check_clamp  # one rule for every package
 from adv_channels import Channel, LearnedChannel, MixtureChannel
 from bnn_core import GaussianLikelihood, Task
 
@@ -62,21 +63,6 @@ def check_float(value: object, name: str, *, positive: bool = False) -> float:
     if value < 0:
         raise ValueError(f"{name} must be >= 0; got {value}")
     return value
-
-
-def check_clamp(clamp: object) -> tuple[float, float] | None:
-    """``None`` or a pair ``(low, high)`` of finite numbers with ``low < high``."""
-    if clamp is None:
-        return None
-    if not isinstance(clamp, tuple | list) or len(clamp) != 2:
-        raise TypeError(f"clamp must be a (low, high) pair or None, got {clamp!r}")
-    lo, hi = clamp
-    for v in (lo, hi):
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise TypeError(f"clamp must hold two finite numbers, got {clamp!r}")
-    if not lo < hi:
-        raise ValueError(f"clamp must satisfy low < high, got {clamp!r}")
-    return float(lo), float(hi)
 
 
 def check_in_range(x: Tensor, clamp: tuple[float, float] | None, name: str = "x") -> None:
