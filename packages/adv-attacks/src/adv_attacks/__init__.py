@@ -16,7 +16,13 @@ Examples:
 
 from __future__ import annotations
 
-from adv_attacks.base import Attack, AttackProblem, AttackResult, check_clamp
+from adv_attacks.base import (
+    Attack,
+    AttackProblem,
+    AttackResult,
+    check_clamp,
+    check_in_range,
+)
 from adv_attacks.entropy import EntropyAttack, entropy_attack
 from adv_attacks.frozen import frozen_parameters
 from adv_attacks.norms import Norm, per_example_norm, random_in_ball
@@ -50,6 +56,7 @@ __all__ = [
     "__version__",
     "attack_success",
     "check_clamp",
+    "check_in_range",
     "entropy_attack",
     "frozen_parameters",
     "objective_values",

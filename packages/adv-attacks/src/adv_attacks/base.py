@@ -240,14 +240,34 @@ def _check_x(x: object, clamp: tuple[float, float] | None) -> Tensor:
         raise ValueError("x must be a batch of shape (B, *), got a 0-d tensor")
     if x.numel() and not bool(torch.isfinite(x).all()):
         raise ValueError("x contains NaN or infinite values")
-    if clamp is not None and x.numel():
-        lo, hi = clamp
-        if bool(x.min() < lo) or bool(x.max() > hi):
-            raise ValueError(
-                f"x has values outside clamp={clamp} (min {float(x.min()):.4g}, max "
-                f"{float(x.max()):.4g}); pass clamp=None or the valid range of your inputs"
-            )
+    check_in_range(x, clamp)
     return x
+
+
+def check_in_range(x: Tensor, clamp: tuple[float, float] | None, name: str = "x") -> None:
+    """Raise ``ValueError`` if ``x`` has values outside the valid range ``clamp``.
+
+    Attacks (and channels) clamp their points into the range *after* projecting them onto
+    the ε-ball, so from an input outside the range the result would leave the ball: such
+    inputs are refused rather than silently moved.
+
+    Args:
+        x: Any tensor.
+        clamp: ``(low, high)`` (see :func:`check_clamp`), or ``None`` for no check.
+        name: The argument's name in the message.
+
+    Examples:
+        >>> check_in_range(torch.tensor([0.0, 1.0]), (0.0, 1.0))  # fine: no error
+    """
+    if clamp is None or not x.numel():
+        return
+    lo, hi = clamp
+    xd = x.detach()
+    if bool(xd.min() < lo) or bool(xd.max() > hi):
+        raise ValueError(
+            f"{name} has values outside clamp={clamp} (min {float(xd.min()):.4g}, max "
+            f"{float(xd.max()):.4g}); pass clamp=None or the valid range of your inputs"
+        )
 
 
 class AttackProblem:

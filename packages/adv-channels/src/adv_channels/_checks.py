@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from adv_attacks import check_clamp as check_clamp  # one rule for every package
+from adv_attacks import check_in_range as check_in_range
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -55,19 +56,6 @@ def check_x(x: object, name: str = "x") -> Tensor:
     if x.numel() and not bool(torch.isfinite(x.detach()).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
     return x
-
-
-def check_in_range(x: Tensor, clamp: tuple[float, float] | None) -> None:
-    """Raise ``ValueError`` if ``x`` leaves the valid range ``clamp``."""
-    if clamp is None or not x.numel():
-        return
-    lo, hi = clamp
-    xd = x.detach()
-    if bool(xd.min() < lo) or bool(xd.max() > hi):
-        raise ValueError(
-            f"x has values outside clamp={clamp} (min {float(xd.min()):.4g}, max "
-            f"{float(xd.max()):.4g}); pass clamp=None or the valid range of your inputs"
-        )
 
 
 def check_y(y: object, x: Tensor) -> Tensor | None:

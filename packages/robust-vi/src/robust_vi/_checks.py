@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from adv_attacks import check_clamp as check_clamp  # one rule for every package
+from adv_attacks import check_in_range as check_in_range
 from adv_channels import Channel, LearnedChannel, MixtureChannel
 from bnn_core import GaussianLikelihood, Task
 
@@ -63,23 +64,6 @@ def check_float(value: object, name: str, *, positive: bool = False) -> float:
     if value < 0:
         raise ValueError(f"{name} must be >= 0; got {value}")
     return value
-
-
-def check_in_range(x: Tensor, clamp: tuple[float, float] | None, name: str = "x") -> None:
-    """Raise ``ValueError`` if ``x`` leaves the valid range ``clamp``.
-
-    A point of the ε-ball is clamped into the range *after* projection, so from an input
-    outside the range the result would leave the ball: refuse such inputs instead.
-    """
-    if clamp is None or not x.numel():
-        return
-    lo, hi = clamp
-    xd = x.detach()
-    if bool(xd.min() < lo) or bool(xd.max() > hi):
-        raise ValueError(
-            f"{name} has values outside clamp={clamp} (min {float(xd.min()):.4g}, max "
-            f"{float(xd.max()):.4g}); pass clamp=None or the valid range of your inputs"
-        )
 
 
 def check_module(value: object, name: str = "model") -> nn.Module:
