@@ -2,7 +2,8 @@
 
 References: the float64 brute force of eqs. 4 and 5 on the keys ``base + offsets``, and the
 full-key path (float32 offsets must reproduce it; bfloat16 ones stay within the stated
-bound ``2⁻⁸ ‖q‖ ‖δ‖ / σ²`` on the log-weights).
+bound ``2⁻⁷ ‖q‖ ‖δ‖ / σ²`` on the log-weights: two bfloat16 roundings, of the queries and
+of the products).
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ def _problem(seed: int = 0, *, num_q: int = 12, num_keys: int = 200, dim: int = 
 
 
 def _bound(queries: torch.Tensor, offsets: torch.Tensor, sigma: float) -> float:
-    """The stated log-weight error of bfloat16 offsets: ``2⁻⁸ max‖q‖ max‖δ‖ / σ²``."""
+    """The stated log-weight error of bfloat16 offsets: ``2⁻⁷ max‖q‖ max‖δ‖ / σ²``."""
     q_norm = float(queries.norm(dim=1).max())
     d_norm = float(offsets.float().norm(dim=-1).max())
-    return 2.0**-8 * q_norm * d_norm / sigma**2
+    return 2.0**-7 * q_norm * d_norm / sigma**2
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -156,7 +157,8 @@ def test_reactive_ppd_with_bfloat16_offsets(mode, reactive_models, tmp_path) -> 
     )  # the stored offsets are the one-step keys minus the inputs
     x_test = x[:6] + 0.1 * torch.randn(6, 1, 2, 3, generator=torch.Generator().manual_seed(5))
     a, b = full.predict(x_test), split.predict(x_test)
-    bound = 2.0**-8 * float(x_test.flatten(1).norm(dim=1).max()) * 0.5 / 0.3**2
+    # against the float32 keys: the offsets' own rounding as well, 3 · 2⁻⁸
+    bound = 3 * 2.0**-8 * float(x_test.flatten(1).norm(dim=1).max()) * 0.5 / 0.3**2
     assert (a.log_normalizer - b.log_normalizer).abs().max() <= bound + 1e-4
     assert (a.probs - b.probs).abs().max() <= math.expm1(2 * bound)
     path = tmp_path / "split.pt"

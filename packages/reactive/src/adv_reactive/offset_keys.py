@@ -30,12 +30,15 @@ class OffsetKeys(NamedTuple):
     of that sum (:func:`adv_reactive.squared_norms` accepts an ``OffsetKeys``). Scores use
     ``‖q − k‖² = ‖q‖² + ‖k‖² − 2 (q·base + q·offsets)``: ``q·base`` in the compute dtype,
     ``q·offsets`` in the offsets' dtype when that is bfloat16 or float16 (the queries
-    rounded to it, float32 accumulation, the result rounded to it). The products' error is
-    then at most about ``2⁻⁸ ‖q‖ ‖δ‖`` in bfloat16 (``2⁻¹⁰`` in float16), so the log-weights
-    ``−‖q − k‖² / 2σ²`` are off by at most ``2⁻⁸ ‖q‖ ‖δ‖ / σ²`` (bfloat16): for MNIST
-    (``‖q‖ <= 28``) at ``ε = 2``, ``σ = 1``, 0.22 nats in the worst case and about 0.02 in
-    practice. Float32 offsets are exact (no faster than full keys). Gradients and top-k
-    recompute the keys ``base + offsets`` in the compute dtype.
+    rounded to it, float32 accumulation, the result rounded to it). Two roundings of unit
+    ``u`` (``2⁻⁸`` in bfloat16, ``2⁻¹¹`` in float16) put the products within about
+    ``2u ‖q‖ ‖δ‖``, so the log-weights ``−‖q − k‖² / 2σ²`` of the keys ``base + offsets``
+    are off by at most ``2⁻⁷ ‖q‖ ‖δ‖ / σ²`` (bfloat16; against the offsets before they were
+    rounded to bfloat16, one ``u`` more: ``3 · 2⁻⁸``): for MNIST (``‖q‖ <= 28``) at
+    ``ε = 2``, ``σ = 1``, 0.44 nats in the worst case, and a few thousandths measured
+    (``bench/perf.py``: the errors are not aligned). Float32 offsets are exact (no faster
+    than full keys). Gradients and top-k recompute the keys ``base + offsets`` in the
+    compute dtype.
 
     Attributes:
         base: ``(N, D)`` points shared by every draw (the training inputs), float32/64.
