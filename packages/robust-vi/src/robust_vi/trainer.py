@@ -229,8 +229,8 @@ class Trainer:
         if isinstance(data, DataLoader):
             # a sampler over a subset (SubsetRandomSampler, or any with ``indices``): the
             # training points are the subset, not the whole dataset the loader indexes
-            sampler = getattr(data.batch_sampler, "sampler", None) or data.sampler
-            indices = getattr(sampler, "indices", None)
+            sampler = getattr(data.batch_sampler, "sampler", None)  # not `or`: bool() = len()
+            indices = getattr(data.sampler if sampler is None else sampler, "indices", None)
             try:
                 return len(indices if indices is not None else data.dataset)  # type: ignore[arg-type]
             except TypeError:
