@@ -88,3 +88,13 @@ def test_argument_errors() -> None:
         to_bayesian(nn.Sequential(nn.ReLU()), init_sigma=0.0)
     with pytest.raises(ValueError, match="sample_mode"):
         to_bayesian(nn.Linear(2, 2), sample_mode="map")
+
+
+def test_tied_weights_of_two_layers_are_refused() -> None:
+    a, b = nn.Linear(3, 3), nn.Linear(3, 3)
+    b.weight = a.weight  # weight tying: to_bayesian would untie it
+    with pytest.raises(ValueError, match=r"'2.weight' is the same tensor as '0.weight'"):
+        to_bayesian(nn.Sequential(a, nn.ReLU(), b))
+    shared = nn.Linear(3, 3)  # one layer used twice stays fine
+    bnn = to_bayesian(nn.Sequential(shared, nn.ReLU(), shared))
+    assert bnn[0] is bnn[2]

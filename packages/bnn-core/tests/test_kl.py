@@ -1,10 +1,18 @@
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Normal
 from torch.distributions import kl_divergence as torch_kl
 
-from bnn_core import BayesConv2d, BayesianModule, BayesLinear, GaussianPrior, kl_divergence
+from bnn_core import (
+    BayesConv2d,
+    BayesianModule,
+    BayesLinear,
+    GaussianPrior,
+    forward_samples,
+    kl_divergence,
+)
 
 
 def test_sums_every_layer_against_torch_distributions() -> None:
@@ -36,3 +44,16 @@ def test_gradients_reach_mu_and_rho() -> None:
 def test_deterministic_model_has_zero_kl() -> None:
     kl = kl_divergence(nn.Linear(3, 2, dtype=torch.float64))
     assert kl.item() == 0.0 and kl.shape == ()
+
+
+def test_a_reused_layer_counts_once_and_tied_parameters_are_refused() -> None:
+    layer = BayesLinear(4, 4)
+    reused = nn.Sequential(layer, nn.ReLU(), layer)  # one layer twice: one posterior
+    torch.testing.assert_close(kl_divergence(reused), kl_divergence(layer))
+    l1, l2 = BayesLinear(4, 4), BayesLinear(4, 4)
+    l2.weight_mu, l2.weight_rho = l1.weight_mu, l1.weight_rho  # tied across two layers
+    tied = nn.Sequential(l1, nn.ReLU(), l2)
+    with pytest.raises(ValueError, match=r"'2.weight' shares a variational parameter with"):
+        kl_divergence(tied)  # counted the tied weights twice
+    with pytest.raises(ValueError, match="tied across two Bayesian layers"):
+        forward_samples(tied, torch.randn(2, 4), 3, method="loop")  # drew them independently

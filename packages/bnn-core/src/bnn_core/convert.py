@@ -63,6 +63,27 @@ def _unsupported(module: nn.Module) -> bool:
     return any(True for _ in module.parameters(recurse=False))
 
 
+def _refuse_tied_parameters(module: nn.Module) -> None:
+    """Raise if two different ``Linear``/``Conv2d`` layers share a weight or bias tensor.
+
+    Each would become a layer with its own posterior, silently untying them. (One layer
+    used twice is fine: it stays one Bayesian layer.)
+    """
+    owner: dict[int, str] = {}
+    for name, m in module.named_modules():  # a reused module is listed once
+        if type(m) not in (nn.Linear, nn.Conv2d):
+            continue
+        for pname, p in m.named_parameters(recurse=False):
+            qualified = f"{name}.{pname}" if name else pname
+            first = owner.setdefault(id(p), qualified)
+            if first != qualified:
+                raise ValueError(
+                    f"'{qualified}' is the same tensor as '{first}' (tied weights): to_bayesian "
+                    "would give each layer its own posterior and untie them; reuse one layer "
+                    "instead, or untie them first"
+                )
+
+
 def to_bayesian(
     module: nn.Module,
     *,
@@ -95,7 +116,8 @@ def to_bayesian(
         always gives a new layer).
 
     Raises:
-        ValueError: ``strict`` and a parametrised module that cannot be converted.
+        ValueError: ``strict`` and a parametrised module that cannot be converted; or two
+            different layers sharing a weight or bias tensor (tied weights).
 
     Examples:
         >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
@@ -123,6 +145,7 @@ def to_bayesian(
                 f"parameters that would stay deterministic: {', '.join(bad)} "
                 "(pass strict=False to keep them as point estimates)"
             )
+    _refuse_tied_parameters(module)
     root = module if inplace else copy.deepcopy(module)
     # A layer used twice stays one (tied) layer; the old layer is kept alive meanwhile so
     # that its id cannot be reused.

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from bnn_core._checks import check_module, model_device
-from bnn_core.layers.base import bayesian_modules
+from bnn_core.layers.base import variational_items
 from bnn_core.priors import GaussianPrior
 
 __all__ = ["kl_divergence"]
@@ -34,11 +34,10 @@ def kl_divergence(model: nn.Module) -> Tensor:
     # the KL is one short chain of elementwise ops instead of one chain per tensor: on a
     # GPU the per-tensor version is launch-bound (bench/perf.py, one_draw_elbo_vs_det).
     groups: dict[tuple[GaussianPrior, torch.device, torch.dtype], tuple[list, list]] = {}
-    for _, layer in bayesian_modules(model):
-        for _, mu, rho in layer.variational_parameters():
-            mus, rhos = groups.setdefault((layer.prior, mu.device, mu.dtype), ([], []))
-            mus.append(mu.reshape(-1))
-            rhos.append(rho.reshape(-1))
+    for _, layer, mu, rho in variational_items(model):  # raises on tied parameters
+        mus, rhos = groups.setdefault((layer.prior, mu.device, mu.dtype), ([], []))
+        mus.append(mu.reshape(-1))
+        rhos.append(rho.reshape(-1))
     if not groups:
         return torch.zeros((), device=model_device(model))
     total: Tensor | None = None

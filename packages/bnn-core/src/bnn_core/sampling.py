@@ -33,7 +33,7 @@ from bnn_core._checks import (
     check_tensor,
 )
 from bnn_core.enums import SampleMode, SamplingMethod
-from bnn_core.layers.base import BayesianModule, bayesian_modules
+from bnn_core.layers.base import BayesianModule, bayesian_modules, variational_items
 from bnn_core.modes import sample_mode
 
 __all__ = ["forward_samples", "resolve_method", "sample_weights"]
@@ -41,24 +41,16 @@ __all__ = ["forward_samples", "resolve_method", "sample_weights"]
 
 def _sampled_parameters(model: nn.Module) -> dict[str, tuple[nn.Parameter, nn.Parameter]]:
     """``{"<layer>.weight": (mu, rho), ...}`` for every Bayesian layer not in mean mode."""
-    out: dict[str, tuple[nn.Parameter, nn.Parameter]] = {}
-    for name, layer in bayesian_modules(model):
-        if layer.sample_mode is SampleMode.MEAN:
-            continue
-        prefix = f"{name}." if name else ""
-        for pname, mu, rho in layer.variational_parameters():
-            out[prefix + pname] = (mu, rho)
-    return out
+    return {
+        name: (mu, rho)
+        for name, layer, mu, rho in variational_items(model)
+        if layer.sample_mode is not SampleMode.MEAN
+    }
 
 
 def _all_parameters(model: nn.Module) -> dict[str, tuple[nn.Parameter, nn.Parameter]]:
     """``{"<layer>.weight": (mu, rho), ...}`` for every Bayesian layer."""
-    out: dict[str, tuple[nn.Parameter, nn.Parameter]] = {}
-    for name, layer in bayesian_modules(model):
-        prefix = f"{name}." if name else ""
-        for pname, mu, rho in layer.variational_parameters():
-            out[prefix + pname] = (mu, rho)
-    return out
+    return {name: (mu, rho) for name, _, mu, rho in variational_items(model)}
 
 
 def draw_noise(

@@ -200,6 +200,36 @@ def bayesian_modules(model: nn.Module) -> Iterator[tuple[str, BayesianModule]]:
             yield name, module
 
 
+def variational_items(
+    model: nn.Module,
+) -> Iterator[tuple[str, BayesianModule, nn.Parameter, nn.Parameter]]:
+    """Yield ``(qualified_name, layer, mu, rho)`` for every variational tensor of ``model``.
+
+    ``qualified_name`` is ``"<layer>.<weight|bias>"``. A layer used twice is yielded once
+    (it is one posterior); a ``μ`` or ``ρ`` *tensor* shared by two different Bayesian layers
+    (weight tying) raises: the KL would count it twice and the draws would treat the copies
+    as independent, so rather than a silently wrong posterior it is refused.
+
+    Raises:
+        ValueError: A variational parameter belongs to two different Bayesian layers.
+    """
+    owner: dict[int, str] = {}
+    for name, layer in bayesian_modules(model):
+        prefix = f"{name}." if name else ""
+        for pname, mu, rho in layer.variational_parameters():
+            qualified = prefix + pname
+            for tensor in (mu, rho):
+                first = owner.setdefault(id(tensor), qualified)
+                if first != qualified:
+                    raise ValueError(
+                        f"'{qualified}' shares a variational parameter with '{first}': "
+                        "parameters tied across two Bayesian layers are not supported (the KL "
+                        "would count them twice and the posterior draws would untie them); "
+                        "reuse one layer instead of tying its parameters"
+                    )
+            yield qualified, layer, mu, rho
+
+
 def is_bayesian(model: nn.Module) -> bool:
     """Whether ``model`` holds at least one :class:`BayesianModule`."""
     return any(isinstance(m, BayesianModule) for m in model.modules())
