@@ -102,6 +102,19 @@ def test_works_inside_no_grad_and_inference_mode(cnn, images, mode):
     torch.testing.assert_close(got, ref)
 
 
+def test_tensors_made_inside_inference_mode(cnn, images):
+    # x and y created under inference_mode are inference tensors: autograd refused them
+    x, y = images
+    ref = pgd(cnn, x, y, eps=1.0, steps=3, random_start=False)
+    with torch.inference_mode():
+        xi, yi = x.clone(), y.clone()
+        assert xi.is_inference() and yi.is_inference()
+        got = pgd(cnn, xi, yi, eps=1.0, steps=3, random_start=False)
+    torch.testing.assert_close(got, ref)
+    got = pgd(cnn, x, yi, eps=1.0, steps=3, random_start=False)  # labels alone
+    torch.testing.assert_close(got, ref)
+
+
 def test_empty_batch_returns_empty_without_calling_the_model():
     def boom(x):
         raise AssertionError("called")

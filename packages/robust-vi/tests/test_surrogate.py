@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from adv_channels import GaussianChannel, IdentityChannel, mix_channel
+from adv_channels import GaussianChannel, IdentityChannel, mix_channel, os_channel
 from bnn_core import (
     forward_samples,
     kl_divergence,
@@ -117,3 +117,19 @@ def test_same_generator_same_loss_and_the_mode_is_left_alone(images, small_cnn):
     assert torch.equal(a, b)
     assert not model.training
     assert all(layer.sample_mode.value == "sample" for layer in (model[0], model[3], model[7]))
+
+
+@pytest.mark.parametrize("differentiable", [False, True])
+def test_attack_channels_run_inside_inference_mode(images, small_cnn, differentiable):
+    # evaluating the objective under inference_mode failed inside the one-step attack
+    x, y = images
+    model = small_cnn()
+    mix = mix_channel(eps=1.0, sigma=0.1)
+    one = os_channel(eps=1.0, sigma=0.1, differentiable=differentiable)
+    for channel in (mix, one):
+        args = (model, channel, x, y)
+        kw = {"dataset_size": 600}
+        ref = surrogate_elbo(*args, **kw, generator=torch.Generator().manual_seed(0))
+        with torch.inference_mode():
+            got = surrogate_elbo(*args, **kw, generator=torch.Generator().manual_seed(0))
+        torch.testing.assert_close(got, ref.detach())

@@ -569,6 +569,13 @@ class Attack(ABC):
         """
         if self.eot and not callable(getattr(predictive, "resample", None)):
             raise ValueError("eot=True needs a predictive with a resample(generator=None) method")
+        # Tensors made under the caller's inference_mode: autograd can use neither them nor
+        # labels that a loss would save for backward; plain copies it can.
+        with torch.inference_mode(False):
+            if isinstance(x, Tensor) and x.is_inference():
+                x = x.clone()
+            if isinstance(y, Tensor) and y.is_inference():
+                y = y.clone()
         problem = AttackProblem(
             predictive,
             x,

@@ -129,7 +129,9 @@ class OneStepChannel(GaussianFamilyChannel):
         """``μ = clip(x + ε g/‖g‖)``, the attack point; ``σ`` the fixed noise level."""
         require_target(target, type(self).__name__)
         assert target is not None
-        if self.differentiable:
+        # Under inference_mode nothing can be differentiated anyway: the plain step (same
+        # point) is what can run there.
+        if self.differentiable and not torch.is_inference_mode_enabled():
             point = self._differentiable_step(x, y, target, generator)
         else:
             point = self.attack(target, x.detach(), y, generator=generator)
