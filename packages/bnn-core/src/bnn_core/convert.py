@@ -10,7 +10,7 @@ from torch.nn.modules.batchnorm import _NormBase
 
 from bnn_core._checks import check_module
 from bnn_core.enums import SampleMode
-from bnn_core.layers.base import DEFAULT_INIT_SIGMA, BayesianModule
+from bnn_core.layers.base import DEFAULT_INIT_SIGMA, BayesianModule, other_owner
 from bnn_core.layers.conv import BayesConv2d
 from bnn_core.layers.linear import BayesLinear
 from bnn_core.likelihood import GaussianLikelihood
@@ -69,14 +69,14 @@ def _refuse_tied_parameters(module: nn.Module) -> None:
     Each would become a layer with its own posterior, silently untying them. (One layer
     used twice is fine: it stays one Bayesian layer.)
     """
-    owner: dict[int, str] = {}
+    owners: dict[int, str] = {}
     for name, m in module.named_modules():  # a reused module is listed once
         if type(m) not in (nn.Linear, nn.Conv2d):
             continue
         for pname, p in m.named_parameters(recurse=False):
             qualified = f"{name}.{pname}" if name else pname
-            first = owner.setdefault(id(p), qualified)
-            if first != qualified:
+            first = other_owner(owners, (p,), qualified)
+            if first is not None:
                 raise ValueError(
                     f"'{qualified}' is the same tensor as '{first}' (tied weights): to_bayesian "
                     "would give each layer its own posterior and untie them; reuse one layer "

@@ -213,21 +213,33 @@ def variational_items(
     Raises:
         ValueError: A variational parameter belongs to two different Bayesian layers.
     """
-    owner: dict[int, str] = {}
+    owners: dict[int, str] = {}
     for name, layer in bayesian_modules(model):
         prefix = f"{name}." if name else ""
         for pname, mu, rho in layer.variational_parameters():
             qualified = prefix + pname
-            for tensor in (mu, rho):
-                first = owner.setdefault(id(tensor), qualified)
-                if first != qualified:
-                    raise ValueError(
-                        f"'{qualified}' shares a variational parameter with '{first}': "
-                        "parameters tied across two Bayesian layers are not supported (the KL "
-                        "would count them twice and the posterior draws would untie them); "
-                        "reuse one layer instead of tying its parameters"
-                    )
+            first = other_owner(owners, (mu, rho), qualified)
+            if first is not None:
+                raise ValueError(
+                    f"'{qualified}' shares a variational parameter with '{first}': "
+                    "parameters tied across two Bayesian layers are not supported (the KL "
+                    "would count them twice and the posterior draws would untie them); "
+                    "reuse one layer instead of tying its parameters"
+                )
             yield qualified, layer, mu, rho
+
+
+def other_owner(owners: dict[int, str], tensors: tuple[Tensor, ...], name: str) -> str | None:
+    """Record ``name`` as the owner of ``tensors``; return another name that owns one first.
+
+    The bookkeeping of tied-parameter checks: ``owners`` maps ``id(tensor)`` to its first
+    owner's name.
+    """
+    for tensor in tensors:
+        first = owners.setdefault(id(tensor), name)
+        if first != name:
+            return first
+    return None
 
 
 def is_bayesian(model: nn.Module) -> bool:
