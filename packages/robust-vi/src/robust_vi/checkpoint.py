@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,11 @@ CHECKPOINT_NAME = "checkpoint.pt"
 def save_checkpoint(state: dict[str, Any], directory: str | os.PathLike[str]) -> Path:
     """Write ``state`` to ``directory/checkpoint.pt`` atomically.
 
-    The state is written to a temporary file in the same directory and then renamed over
-    the old checkpoint, so an interruption never leaves a truncated checkpoint behind.
+    The state is written to a temporary file in the same directory, flushed to disk
+    (``fsync``) and then renamed over the old checkpoint (and the directory synced), so
+    neither an interrupted process nor a crash of the machine leaves a truncated checkpoint
+    behind. Temporary files that an interrupted save left are removed by the next one; the
+    file gets the usual permissions (``0o666`` less the umask).
 
     Args:
         state: Tensors, numbers, strings and (nested) dicts/lists of them.
@@ -34,15 +37,39 @@ def save_checkpoint(state: dict[str, Any], directory: str | os.PathLike[str]) ->
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / CHECKPOINT_NAME
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=directory)
+    # open(..., "xb") rather than mkstemp: the file gets the usual 0o666-less-umask mode
+    # (mkstemp's 0o600 would survive the rename)
+    tmp = directory / f"{_TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}{_TMP_SUFFIX}"
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _sync_directory(directory)
+    for stale in directory.glob(f"{_TMP_PREFIX}*{_TMP_SUFFIX}"):  # left by a killed save
+        stale.unlink(missing_ok=True)
     return target
+
+
+_TMP_PREFIX, _TMP_SUFFIX = ".checkpoint-", ".tmp"
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make the rename durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def load_checkpoint(
