@@ -10,6 +10,7 @@ A run lives in ``results/<task>/<run>/``: ``config.json`` (what the run was star
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -147,7 +148,10 @@ def train_or_load(
     run.models.mkdir(parents=True, exist_ok=True)
     save_model(model, final)
     meta = {"history": history, "train_time_s": train_time, **spec.extra}
-    meta_path.write_text(json.dumps(meta, indent=2, default=float))
+    # written last and atomically: a model counts as finished only once its .json exists
+    partial = meta_path.with_suffix(".json.part")
+    partial.write_text(json.dumps(meta, indent=2, default=float))
+    os.replace(partial, meta_path)
     shutil.rmtree(run.checkpoints / spec.name, ignore_errors=True)
     return model.eval(), meta
 
