@@ -11,7 +11,12 @@ Figures (stable keys):
 * ``attacks.pgd_step.bayes_m10_{vmap,loop}_vs_det`` (goal <= 10 for the faster one): time of
   one PGD step through ``bnn_core.PosteriorPredictive`` (M = 10 draws) over the
   deterministic step, each path in a round-robin of its own with the deterministic step,
-  and ``bayes_m10_vmap_vs_loop``; skipped with a note if bnn_core is unavailable.
+  and ``bayes_m10_vmap_vs_loop``; skipped with a note if bnn_core is unavailable. The
+  deterministic step is ``bnn_core.mnist_cnn(bayesian=False)``, the twin built with the
+  same (channels-last) layout;
+* ``attacks.pgd_step.contiguous.*``: the same loop-path ratio with both networks built
+  contiguous, and the speed-up of the channels-last default over the contiguous layout for
+  the deterministic and the Bayesian step (one round-robin of the four).
 """
 
 from __future__ import annotations
@@ -155,7 +160,7 @@ def _bayes_step(ctx: Context, batch: int, steps: int, eps: float) -> list[Figure
             )
         ]
     torch.manual_seed(ctx.seed)
-    det = _mnist_cnn().to(ctx.device)
+    det = mnist_cnn(bayesian=False).to(ctx.device)
     bnn = mnist_cnn().to(ctx.device)
     x, y = _data(ctx, batch)
     g = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
@@ -168,6 +173,20 @@ def _bayes_step(ctx: Context, batch: int, steps: int, eps: float) -> list[Figure
         return pgd(det, x, y, **kw)
 
     timing = dict(repeats=ctx.repeats, warmup=1, device=ctx.device, statistic=ctx.statistic)
+    flat_det = mnist_cnn(bayesian=False, memory_format="contiguous").to(ctx.device)
+    flat_det.load_state_dict(det.state_dict())
+    flat_bnn = mnist_cnn(memory_format="contiguous").to(ctx.device)
+    flat_bnn.load_state_dict(bnn.state_dict())
+    flat_ppd = PosteriorPredictive(flat_bnn, num_samples=10, method="loop", generator=g)
+    layouts = interleaved_times(
+        {
+            "det": det_attack,
+            "loop": lambda: pgd(ppd["loop"], x, y, **kw),
+            "flat_det": lambda: pgd(flat_det, x, y, **kw),
+            "flat_loop": lambda: pgd(flat_ppd, x, y, **kw),
+        },
+        **timing,
+    )
     # Each path against the deterministic step in a round-robin of its own: the batched
     # path's M-fold activations left a heap that slowed whatever ran after it on the CPU.
     ratio: dict[str, float] = {}
@@ -211,6 +230,25 @@ def _bayes_step(ctx: Context, batch: int, steps: int, eps: float) -> list[Figure
             ratio["loop"] / ratio["vmap"],
             "x",
             note="speed-up of vmap over loop (> 1: vmap faster)",
+        ),
+        Figure(
+            "attacks.pgd_step.contiguous.bayes_m10_loop_vs_det",
+            layouts["flat_loop"] / layouts["flat_det"],
+            "x",
+            note=f"both networks built contiguous: loop step / deterministic step ({what})",
+            extra={"ms": {k: round(v * 1e3, 3) for k, v in layouts.items()}},
+        ),
+        Figure(
+            "attacks.pgd_step.contiguous.det_layout_speedup",
+            layouts["flat_det"] / layouts["det"],
+            "x",
+            note="deterministic step: contiguous time / channels-last time (> 1: CL faster)",
+        ),
+        Figure(
+            "attacks.pgd_step.contiguous.bayes_layout_speedup",
+            layouts["flat_loop"] / layouts["loop"],
+            "x",
+            note="Bayesian loop step: contiguous time / channels-last time (> 1: CL faster)",
         ),
     ]
 

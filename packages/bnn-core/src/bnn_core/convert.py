@@ -11,7 +11,7 @@ from torch.nn.modules.batchnorm import _NormBase
 from bnn_core._checks import check_module
 from bnn_core.enums import SampleMode
 from bnn_core.layers.base import DEFAULT_INIT_SIGMA, BayesianModule, other_owner
-from bnn_core.layers.conv import BayesConv2d
+from bnn_core.layers.conv import BayesConv2d, is_channels_last
 from bnn_core.layers.linear import BayesLinear
 from bnn_core.likelihood import GaussianLikelihood
 from bnn_core.priors import GaussianPrior
@@ -49,6 +49,8 @@ def _convert_leaf(
             **kwargs,
             **factory,
         )
+    if isinstance(new, BayesConv2d) and is_channels_last(module.weight):
+        new = new.to(memory_format=torch.channels_last)  # keep the network's layout
     with torch.no_grad():
         new.weight_mu.copy_(module.weight)
         if module.bias is not None and new.bias_mu is not None:

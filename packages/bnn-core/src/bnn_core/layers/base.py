@@ -187,7 +187,10 @@ class BayesianModule(nn.Module):
             None if bias_sigma is None else bias_sigma.square(),
         )
         std = var.clamp_min(torch.finfo(var.dtype).tiny).sqrt()
-        return torch.addcmul(mean, std, torch.randn_like(mean))
+        # randn in logical order (randn_like would fill a channels-last mean in memory
+        # order): the same seed gives the same draw whatever the layout
+        noise = torch.randn(mean.shape, dtype=mean.dtype, device=mean.device)
+        return torch.addcmul(mean, std, noise)
 
 
 def bayesian_modules(model: nn.Module) -> Iterator[tuple[str, BayesianModule]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch._C._functorch import is_batchedtensor
 from torch.nn.modules.utils import _pair, _reverse_repeat_tuple
 
 from bnn_core._checks import check_positive_int
@@ -12,9 +13,22 @@ from bnn_core.enums import SampleMode
 from bnn_core.layers.base import DEFAULT_INIT_SIGMA, BayesianModule
 from bnn_core.priors import GaussianPrior
 
-__all__ = ["BayesConv2d"]
+__all__ = ["BayesConv2d", "is_channels_last"]
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def is_channels_last(tensor: Tensor) -> bool:
+    """Whether a 4-D tensor has exactly the strides of the channels-last layout.
+
+    (``is_contiguous(memory_format=torch.channels_last)`` cannot tell the layouts apart
+    for one channel, e.g. the first kernel of an MNIST CNN.) A tensor batched by ``vmap``
+    reports no strides and counts as contiguous.
+    """
+    if tensor.dim() != 4 or is_batchedtensor(tensor):
+        return False
+    _, c, h, w = tensor.shape
+    return tensor.stride() == (h * w * c, 1, w * c, c)
 
 
 class BayesConv2d(BayesianModule):
@@ -116,7 +130,17 @@ class BayesConv2d(BayesianModule):
         self.reset_parameters()
 
     def linear_op(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        """``F.conv2d`` with the layer's hyper-parameters (padding as ``nn.Conv2d``)."""
+        """``F.conv2d`` with the layer's hyper-parameters (padding as ``nn.Conv2d``).
+
+        A layer whose ``weight_mu`` is stored channels-last (``model.to(memory_format=
+        torch.channels_last)``, the default of the paper's CNNs) convolves every drawn
+        kernel channels-last too: ``μ + σ ⊙ ε`` does not keep that layout by itself, and a
+        contiguous kernel would send the convolution back to the contiguous layout
+        (``bench/perf.py``, section ``bnn_core``).
+        """
+        if is_channels_last(self.weight_mu) and not is_channels_last(weight):
+            # not weight.contiguous(memory_format=...): for one input channel it is a no-op
+            weight = torch.empty_like(weight, memory_format=torch.channels_last).copy_(weight)
         if self.padding_mode != "zeros":
             padded = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
             return F.conv2d(padded, weight, bias, self.stride, 0, self.dilation, self.groups)

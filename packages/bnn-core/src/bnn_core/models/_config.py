@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
 from bnn_core._checks import as_enum, check_positive_float
@@ -13,6 +14,23 @@ from bnn_core.priors import GaussianPrior
 
 CONFIG_ATTR = "bnn_core_config"
 """Attribute holding ``{"architecture": name, "kwargs": {...}}`` on every built model."""
+
+MEMORY_FORMATS = {
+    "channels_last": torch.channels_last,
+    "contiguous": torch.contiguous_format,
+}
+"""The layouts a CNN builder accepts for its kernels, by the name recorded in its config."""
+
+
+def memory_format_name(memory_format: object) -> str:
+    """The recorded name of a kernel layout given as a name or a ``torch.memory_format``."""
+    for name, fmt in MEMORY_FORMATS.items():
+        if memory_format == name or memory_format is fmt:
+            return name
+    raise ValueError(
+        "memory_format must be 'channels_last', 'contiguous', torch.channels_last or "
+        f"torch.contiguous_format; got {memory_format!r}"
+    )
 
 
 def finish(
@@ -24,8 +42,13 @@ def finish(
     prior: GaussianPrior | None,
     init_sigma: float,
     sample_mode: SampleMode | str,
+    memory_format: str | torch.memory_format | None = None,
 ) -> nn.Module:
-    """Convert ``model`` to Bayesian (if asked) and stamp its rebuild configuration."""
+    """Convert ``model`` to Bayesian (if asked), lay out its kernels, stamp its config.
+
+    ``memory_format`` (CNNs only; ``None`` for models without convolutions): the layout of
+    every 4-D parameter and buffer, recorded by name so that a loaded model gets it back.
+    """
     if not isinstance(bayesian, bool):
         raise TypeError(f"bayesian must be a bool; got {type(bayesian).__name__}")
     if prior is not None and not isinstance(prior, GaussianPrior):
@@ -36,10 +59,16 @@ def finish(
         model = to_bayesian(
             model, prior=prior, init_sigma=init_sigma, sample_mode=mode, inplace=True
         )
+    layout = {}
+    if memory_format is not None:
+        name = memory_format_name(memory_format)
+        model = model.to(memory_format=MEMORY_FORMATS[name])
+        layout = {"memory_format": name}
     config = {
         "architecture": architecture,
         "kwargs": {
             **kwargs,
+            **layout,
             "bayesian": bayesian,
             "prior": None if prior is None else prior.to_dict(),
             "init_sigma": init_sigma,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from bnn_core._checks import check_positive_int
@@ -22,6 +23,7 @@ def mnist_cnn(
     prior: GaussianPrior | None = None,
     init_sigma: float = DEFAULT_INIT_SIGMA,
     sample_mode: SampleMode | str = SampleMode.SAMPLE,
+    memory_format: str | torch.memory_format = "channels_last",
 ) -> nn.Sequential:
     """The paper's MNIST CNN, Bayesian (mean-field) or deterministic.
 
@@ -38,6 +40,10 @@ def mnist_cnn(
         prior: Prior of the Bayesian layers. Default ``GaussianPrior(0, 1)``.
         init_sigma: Initial posterior standard deviation. Default ``1e-3``.
         sample_mode: Initial sampling mode of the Bayesian layers. Default ``"sample"``.
+        memory_format: Layout of the convolution kernels (and so of the activations):
+            ``"channels_last"`` (default; on this project's 2-core CPU it made a training
+            step and an attack step about 1.3-1.5x faster, ``bench/perf.py``) or
+            ``"contiguous"``. The function computed is the same.
 
     Returns:
         An ``nn.Sequential``; layers ``0`` and ``3`` are the convolutions, ``7`` the dense.
@@ -76,6 +82,7 @@ def mnist_cnn(
         prior=prior,
         init_sigma=init_sigma,
         sample_mode=sample_mode,
+        memory_format=memory_format,
     )
     assert isinstance(out, nn.Sequential)
     return out

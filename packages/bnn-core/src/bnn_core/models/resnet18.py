@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from bnn_core._checks import check_positive_int
@@ -78,6 +79,7 @@ def resnet18(
     prior: GaussianPrior | None = None,
     init_sigma: float = DEFAULT_INIT_SIGMA,
     sample_mode: SampleMode | str = SampleMode.SAMPLE,
+    memory_format: str | torch.memory_format = "channels_last",
 ) -> ResNet:
     """ResNet-18 for CIFAR-10 with every conv and dense layer Bayesian.
 
@@ -95,6 +97,10 @@ def resnet18(
         prior: Prior of the Bayesian layers. Default ``GaussianPrior(0, 1)``.
         init_sigma: Initial posterior standard deviation. Default ``1e-3``.
         sample_mode: Initial sampling mode of the Bayesian layers. Default ``"sample"``.
+        memory_format: Layout of the convolution kernels (and so of the activations):
+            ``"channels_last"`` (default; on this project's 2-core CPU it made a training
+            step and an attack step about 1.3-1.5x faster, ``bench/perf.py``) or
+            ``"contiguous"``. The function computed is the same.
 
     Shape:
         - Input: ``(B, in_channels, H, W)`` (32×32 for CIFAR-10).
@@ -117,6 +123,7 @@ def resnet18(
         prior=prior,
         init_sigma=init_sigma,
         sample_mode=sample_mode,
+        memory_format=memory_format,
     )
     assert isinstance(out, ResNet)
     return out
