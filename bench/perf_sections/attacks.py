@@ -12,10 +12,9 @@ Figures (stable keys):
   one PGD step through ``bnn_core.PosteriorPredictive`` (M = 10 draws) over the
   deterministic step, each path in a round-robin of its own with the deterministic step,
   and ``bayes_m10_vmap_vs_loop``; skipped with a note if bnn_core is unavailable. The
-  deterministic step is ``bnn_core.mnist_cnn(bayesian=False)``, the twin built with the
-  same (channels-last) layout;
-* ``attacks.pgd_step.contiguous.*``: the same loop-path ratio with both networks built
-  contiguous, and the speed-up of the channels-last default over the contiguous layout for
+  deterministic step is ``bnn_core.mnist_cnn(bayesian=False)``, the Bayesian CNN's twin;
+* ``attacks.pgd_step.channels_last.*``: the same loop-path ratio with both networks built
+  channels-last (``memory_format="channels_last"``, opt-in), and that layout's speed-up for
   the deterministic and the Bayesian step (one round-robin of the four).
 """
 
@@ -173,17 +172,17 @@ def _bayes_step(ctx: Context, batch: int, steps: int, eps: float) -> list[Figure
         return pgd(det, x, y, **kw)
 
     timing = dict(repeats=ctx.repeats, warmup=1, device=ctx.device, statistic=ctx.statistic)
-    flat_det = mnist_cnn(bayesian=False, memory_format="contiguous").to(ctx.device)
-    flat_det.load_state_dict(det.state_dict())
-    flat_bnn = mnist_cnn(memory_format="contiguous").to(ctx.device)
-    flat_bnn.load_state_dict(bnn.state_dict())
-    flat_ppd = PosteriorPredictive(flat_bnn, num_samples=10, method="loop", generator=g)
+    cl_det = mnist_cnn(bayesian=False, memory_format="channels_last").to(ctx.device)
+    cl_det.load_state_dict(det.state_dict())
+    cl_bnn = mnist_cnn(memory_format="channels_last").to(ctx.device)
+    cl_bnn.load_state_dict(bnn.state_dict())
+    cl_ppd = PosteriorPredictive(cl_bnn, num_samples=10, method="loop", generator=g)
     layouts = interleaved_times(
         {
             "det": det_attack,
             "loop": lambda: pgd(ppd["loop"], x, y, **kw),
-            "flat_det": lambda: pgd(flat_det, x, y, **kw),
-            "flat_loop": lambda: pgd(flat_ppd, x, y, **kw),
+            "cl_det": lambda: pgd(cl_det, x, y, **kw),
+            "cl_loop": lambda: pgd(cl_ppd, x, y, **kw),
         },
         **timing,
     )
@@ -232,21 +231,21 @@ def _bayes_step(ctx: Context, batch: int, steps: int, eps: float) -> list[Figure
             note="speed-up of vmap over loop (> 1: vmap faster)",
         ),
         Figure(
-            "attacks.pgd_step.contiguous.bayes_m10_loop_vs_det",
-            layouts["flat_loop"] / layouts["flat_det"],
+            "attacks.pgd_step.channels_last.bayes_m10_loop_vs_det",
+            layouts["cl_loop"] / layouts["cl_det"],
             "x",
-            note=f"both networks built contiguous: loop step / deterministic step ({what})",
+            note=f"both networks built channels-last: loop step / deterministic step ({what})",
             extra={"ms": {k: round(v * 1e3, 3) for k, v in layouts.items()}},
         ),
         Figure(
-            "attacks.pgd_step.contiguous.det_layout_speedup",
-            layouts["flat_det"] / layouts["det"],
+            "attacks.pgd_step.channels_last.det_speedup",
+            layouts["det"] / layouts["cl_det"],
             "x",
             note="deterministic step: contiguous time / channels-last time (> 1: CL faster)",
         ),
         Figure(
-            "attacks.pgd_step.contiguous.bayes_layout_speedup",
-            layouts["flat_loop"] / layouts["loop"],
+            "attacks.pgd_step.channels_last.bayes_speedup",
+            layouts["loop"] / layouts["cl_loop"],
             "x",
             note="Bayesian loop step: contiguous time / channels-last time (> 1: CL faster)",
         ),

@@ -11,12 +11,11 @@ same deterministic CNN measured round-robin in the same run:
   round-robin of its own, see ``run``), and ``"auto"``: the figure of the path it picks
   (the same code, not timed twice) — goal <= 10x;
 * inference: the M = 10 PPD without gradients vs one deterministic forward;
-* ``bnn_core.cnn.contiguous.*``: the paper's CNNs are built channels-last by default (both
-  networks above); the same steps with both built contiguous, and the layout's speed-up;
+* ``bnn_core.cnn.channels_last.*``: the same steps with both CNNs built channels-last
+  (``memory_format="channels_last"``, opt-in), and that layout's speed-up;
 * the same CNN built with bayesian-torch (``dnn_to_bnn``, its Reparameterization layers: the
   reference the issue quotes, 1.24-1.33x for one draw and 11.6x for ten looped), one draw
-  and ten draws looped, against our loop in a round-robin of their own (its ratios are to the
-  deterministic CNN built contiguous, the layout its layers compute in). bayesian-torch is
+  and ten draws looped, against our loop in a round-robin of their own. bayesian-torch is
   not a dependency: ``uv run --group compare bench/perf.py --sections bnn_core`` installs it.
 """
 
@@ -103,14 +102,9 @@ def _bayesian_torch_figures(
         },
         **timing,
     )
-    # det is the contiguous twin here: bayesian-torch's layers draw contiguous kernels, so
-    # its figures are against the deterministic CNN in its own layout (the issue's protocol)
     base = times["det"]
     extra = {"ms": {k: round(v * 1e3, 3) for k, v in times.items()}}
-    what = (
-        "fwd+bwd, MNIST CNN, in a round-robin of their own with the deterministic CNN "
-        "(contiguous, bayesian-torch's layout)"
-    )
+    what = "fwd+bwd, MNIST CNN, in a round-robin of their own with the deterministic CNN"
     return [
         Figure(
             "bnn_core.cnn.bayesian_torch.one_draw_vs_det",
@@ -144,20 +138,16 @@ def _bayesian_torch_figures(
 
 
 def _layout_figures(
-    bc,
-    bnn: nn.Module,
-    fns: dict,
-    flat_det_step: Callable[[], None],
-    x: torch.Tensor,
-    y: torch.Tensor,
-    timing: dict,
+    bc, det: nn.Module, bnn: nn.Module, fns: dict, x: torch.Tensor, y: torch.Tensor, timing: dict
 ) -> list[Figure]:
-    """The paper's CNNs default to channels-last kernels: the same steps built contiguous."""
-    flat = bc.mnist_cnn(init_sigma=1e-2, memory_format="contiguous").to(x.device)
-    flat.load_state_dict(bnn.state_dict())
+    """The same steps with both CNNs built channels-last (``memory_format``, opt-in)."""
+    cl_det = bc.mnist_cnn(bayesian=False, memory_format="channels_last").to(x.device)
+    cl_det.load_state_dict(det.state_dict())
+    cl = bc.mnist_cnn(init_sigma=1e-2, memory_format="channels_last").to(x.device)
+    cl.load_state_dict(bnn.state_dict())
 
-    def flat_loop() -> torch.Tensor:
-        logits = bc.forward_samples(flat, x, NUM_DRAWS, method="loop")
+    def cl_loop() -> torch.Tensor:
+        logits = bc.forward_samples(cl, x, NUM_DRAWS, method="loop")
         return bc.nll(bc.ppd_log_probs(logits), y)
 
     times = interleaved_times(
@@ -165,9 +155,9 @@ def _layout_figures(
             "det": fns["det"],
             "one": fns["one"],
             "loop": fns["loop"],
-            "flat_det": flat_det_step,
-            "flat_one": _step(flat, lambda: F.cross_entropy(flat(x), y)),
-            "flat_loop": _step(flat, flat_loop),
+            "cl_det": _step(cl_det, lambda: F.cross_entropy(cl_det(x), y)),
+            "cl_one": _step(cl, lambda: F.cross_entropy(cl(x), y)),
+            "cl_loop": _step(cl, cl_loop),
         },
         **timing,
     )
@@ -175,41 +165,34 @@ def _layout_figures(
     what = "fwd+bwd, MNIST CNN, in a round-robin of its own"
     return [
         Figure(
-            "bnn_core.cnn.contiguous.one_draw_vs_det",
-            times["flat_one"] / times["flat_det"],
+            "bnn_core.cnn.channels_last.one_draw_vs_det",
+            times["cl_one"] / times["cl_det"],
             "x",
-            note=f"both networks built contiguous: one draw / deterministic, {what}",
+            note=f"both networks built channels-last: one draw / deterministic, {what}",
             extra=extra,
         ),
         Figure(
-            "bnn_core.cnn.contiguous.ten_draws_loop_vs_det",
-            times["flat_loop"] / times["flat_det"],
+            "bnn_core.cnn.channels_last.ten_draws_loop_vs_det",
+            times["cl_loop"] / times["cl_det"],
             "x",
-            note=f"both networks built contiguous: {NUM_DRAWS} draws looped / deterministic",
+            note=f"both networks built channels-last: {NUM_DRAWS} draws looped / deterministic",
         ),
         Figure(
-            "bnn_core.cnn.contiguous.ours_one_draw_vs_contiguous_det",
-            times["one"] / times["flat_det"],
+            "bnn_core.cnn.channels_last.ten_draws_vs_contiguous_det",
+            times["cl_loop"] / times["det"],
             "x",
-            note="one draw in the default (channels-last) layout / deterministic CNN built "
-            "contiguous (the layout a plain PyTorch CNN has)",
+            note=f"{NUM_DRAWS} draws looped, channels-last / deterministic CNN as built by "
+            "default (contiguous)",
         ),
         Figure(
-            "bnn_core.cnn.contiguous.ours_ten_draws_vs_contiguous_det",
-            times["loop"] / times["flat_det"],
-            "x",
-            note=f"{NUM_DRAWS} draws looped in the default layout / deterministic CNN built "
-            "contiguous",
-        ),
-        Figure(
-            "bnn_core.cnn.contiguous.det_layout_speedup",
-            times["flat_det"] / times["det"],
+            "bnn_core.cnn.channels_last.det_speedup",
+            times["det"] / times["cl_det"],
             "x",
             note="deterministic step: contiguous time / channels-last time (> 1: CL faster)",
         ),
         Figure(
-            "bnn_core.cnn.contiguous.ten_draws_layout_speedup",
-            times["flat_loop"] / times["loop"],
+            "bnn_core.cnn.channels_last.ten_draws_speedup",
+            times["loop"] / times["cl_loop"],
             "x",
             note=f"{NUM_DRAWS} draws looped: contiguous time / channels-last time",
         ),
@@ -281,13 +264,8 @@ def run(ctx: Context) -> list[Figure]:
     vmap_times = interleaved_times(
         {"det": det_step, "vmap": _step(bnn, ppd_loss("vmap"))}, **timing
     )
-    flat_det = bc.mnist_cnn(bayesian=False, memory_format="contiguous").to(device)
-    flat_det.load_state_dict(det.state_dict())
-    flat_det_step = _step(flat_det, lambda: F.cross_entropy(flat_det(x), y))
-    compare = _bayesian_torch_figures(
-        ctx, flat_det, flat_det_step, fns["loop"], fns["one"], x, y, timing
-    )
-    compare += _layout_figures(bc, bnn, fns, flat_det_step, x, y, timing)
+    compare = _bayesian_torch_figures(ctx, det, det_step, fns["loop"], fns["one"], x, y, timing)
+    compare += _layout_figures(bc, det, bnn, fns, x, y, timing)
     base = times["det"]
     ratio = {
         "loop": times["loop"] / base,

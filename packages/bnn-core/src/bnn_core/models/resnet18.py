@@ -79,7 +79,7 @@ def resnet18(
     prior: GaussianPrior | None = None,
     init_sigma: float = DEFAULT_INIT_SIGMA,
     sample_mode: SampleMode | str = SampleMode.SAMPLE,
-    memory_format: str | torch.memory_format = "channels_last",
+    memory_format: str | torch.memory_format = "contiguous",
 ) -> ResNet:
     """ResNet-18 for CIFAR-10 with every conv and dense layer Bayesian.
 
@@ -98,9 +98,10 @@ def resnet18(
         init_sigma: Initial posterior standard deviation. Default ``1e-3``.
         sample_mode: Initial sampling mode of the Bayesian layers. Default ``"sample"``.
         memory_format: Layout of the convolution kernels (and so of the activations):
-            ``"channels_last"`` (default; on this project's 2-core CPU it made a training
-            step and an attack step about 1.3-1.5x faster, ``bench/perf.py``) or
-            ``"contiguous"``. The function computed is the same.
+            ``"contiguous"`` (default, PyTorch's) or ``"channels_last"`` (on this project's
+            2-core CPU a Bayesian training or attack step through ten draws ran 1.3-1.6x
+            faster, the deterministic step 1.0-1.5x; ``bench/perf.py``; not measured on a
+            GPU). The function computed is the same.
 
     Shape:
         - Input: ``(B, in_channels, H, W)`` (32×32 for CIFAR-10).
