@@ -133,10 +133,10 @@ class BayesConv2d(BayesianModule):
         """``F.conv2d`` with the layer's hyper-parameters (padding as ``nn.Conv2d``).
 
         A layer whose ``weight_mu`` is stored channels-last (``model.to(memory_format=
-        torch.channels_last)``, the default of the paper's CNNs) convolves every drawn
-        kernel channels-last too: ``μ + σ ⊙ ε`` does not keep that layout by itself, and a
-        contiguous kernel would send the convolution back to the contiguous layout
-        (``bench/perf.py``, section ``bnn_core``).
+        torch.channels_last)``, or ``mnist_cnn(memory_format="channels_last")``) convolves
+        every drawn kernel channels-last too: ``μ + σ ⊙ ε`` does not keep that layout by
+        itself, and a contiguous kernel would send the convolution back to the contiguous
+        layout (``bench/perf.py``, section ``bnn_core``).
         """
         if is_channels_last(self.weight_mu) and not is_channels_last(weight):
             # not weight.contiguous(memory_format=...): for one input channel it is a no-op
