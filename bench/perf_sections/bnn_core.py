@@ -252,9 +252,9 @@ def run(ctx: Context) -> list[Figure]:
     }
     timing = dict(repeats=repeats, warmup=2, device=device, statistic=ctx.statistic)
     # The goal figures (one and ten draws) in a round-robin of their own: interleaved with
-    # the local-reparameterisation step (4-5x the deterministic heap), the ten-draw loop
-    # found a cold heap and came out 1.5-1.9x slower than in any other round-robin of the
-    # same run (glibc's default allocator; see --allocator).
+    # the local-reparameterisation step (4-5x the deterministic step's time), the ten-draw
+    # loop once took 105 ms against 55 and 59 ms in the other round-robins of the same run
+    # (channels-last models; glibc's default allocator, see --allocator).
     times = interleaved_times(fns, **timing)
     other_times = interleaved_times(others, **timing)
     # The batched path keeps M times the activations alive: on the CPU the heap it leaves
