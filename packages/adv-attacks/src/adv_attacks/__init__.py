@@ -36,6 +36,7 @@ from adv_attacks.predictive import (
     RegressionOutput,
     read_output,
 )
+from adv_attacks.routed import RoutedObjective, RoutedOneStep
 
 __version__ = "0.1.0"
 
@@ -53,6 +54,8 @@ __all__ = [
     "PGDPlus",
     "PredictiveOutput",
     "RegressionOutput",
+    "RoutedObjective",
+    "RoutedOneStep",
     "__version__",
     "attack_success",
     "check_clamp",

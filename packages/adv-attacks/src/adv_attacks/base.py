@@ -416,6 +416,8 @@ class AttackProblem:
         for c in self.chunks:
             xr = x_adv[c].detach().requires_grad_(True)
             out = self._forward(xr)
+            chunk = getattr(spec, "chunk", None)  # a per-example routing of objectives
+            spec_c = spec if chunk is None else chunk(c)
             y = None
             if spec.needs_labels:
                 if self._y is None and at_clean:
@@ -423,7 +425,7 @@ class AttackProblem:
                     clean_labels.append(y)
                 else:
                     y = self.labels()[c]
-            total = spec.total(out, y)
+            total = spec_c.total(out, y)
             if not total.requires_grad:
                 raise ValueError(
                     "the predictive's output does not depend differentiably on x (was it "

@@ -7,7 +7,10 @@ counts round ``π_k B`` at random, without bias: each ``n_k`` is ``⌊π_k B⌋`
 ``Σ n_k = B``, and ``E[n_k] = π_k B`` (the slots left after the floors go to component ``k``
 with probability equal to the fractional part of ``π_k B``, by systematic sampling), so that
 small batches, down to one example, follow ``π`` on average too. The components are
-assigned to a random subset of the batch; each then samples its own sub-batch.
+assigned to a random subset of the batch; each then samples its own sub-batch, except that
+one-step components differing in their objective only (MIX's ``nll``, ``cw`` and ``entropy``
+parts) sample theirs together, in one attack pass
+(:func:`~adv_channels.one_step.sample_one_steps`: the same attack points, one noise draw).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from torch import Tensor, nn
 
 from adv_channels._checks import check_x, check_x_adv, check_y
 from adv_channels.base import Channel, NoDensityError, Predictive
+from adv_channels.one_step import OneStepChannel, sample_one_steps
 
 __all__ = ["MixtureChannel", "stratified_counts"]
 
@@ -164,6 +168,25 @@ class MixtureChannel(Channel):
             if w > 0
         ]
 
+    def _fused_groups(self) -> list[list[int]]:
+        """The active components in order, one-step channels that fuse grouped together.
+
+        One-step channels differing in their objective only (MIX's ``nll``/``cw``/
+        ``entropy`` parts) sample their examples in one attack pass (one forward and
+        backward through the target instead of one per component; ``bench/perf.py``,
+        section ``robust_vi``): the same attack points, the noise drawn once.
+        """
+        groups: list[list[int]] = []
+        for k, _, channel in self._active():
+            for group in groups:
+                head = self.components[group[0]]
+                if isinstance(head, OneStepChannel) and head.fuses_with(channel):
+                    group.append(k)
+                    break
+            else:
+                groups.append([k])
+        return groups
+
     @property
     def has_density(self) -> bool:
         """Every component with ``π_k > 0`` has a density."""
@@ -245,13 +268,23 @@ class MixtureChannel(Channel):
             return x.clone(), comp
         parts: list[Tensor] = []
         where: list[Tensor] = []
-        for k, _, channel in self._active():
-            idx = (comp == k).nonzero().squeeze(1)
+        for group in self._fused_groups():
+            members = torch.tensor(group, device=comp.device)
+            idx = torch.isin(comp, members).nonzero().squeeze(1)
             if idx.numel() == 0:
                 continue
             xs = x.index_select(0, idx)
             ys = None if y is None else y.index_select(0, idx)
-            parts.append(channel.sample(xs, ys, target, generator=generator))
+            present = comp.index_select(0, idx)
+            if len(group) == 1 or bool((present == present[0]).all()):
+                channel = self.components[int(present[0])]
+                parts.append(channel.sample(xs, ys, target, generator=generator))
+            else:
+                route = torch.searchsorted(members, present)
+                channels = [self.components[k] for k in group]
+                parts.append(
+                    sample_one_steps(channels, route, xs, ys, target, generator=generator)  # type: ignore[arg-type]
+                )
             where.append(idx)
         order = torch.cat(where)
         inverse = torch.empty_like(order)

@@ -9,15 +9,17 @@ density is exactly ``N(x'; μ, σ² I)`` with ``μ`` the (clamped) attack point.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
-from adv_attacks import AttackProblem, Norm, Objective, OneStep, per_example_norm
+from adv_attacks import AttackProblem, Norm, Objective, OneStep, RoutedOneStep, per_example_norm
 from adv_channels._checks import check_scalar, keep_input_grad, require_target
 from adv_channels.base import Predictive
-from adv_channels.gaussian import GaussianFamilyChannel
+from adv_channels.gaussian import GaussianFamilyChannel, standard_normal
 
-__all__ = ["OneStepChannel"]
+__all__ = ["OneStepChannel", "sample_one_steps"]
 
 
 class OneStepChannel(GaussianFamilyChannel):
@@ -179,6 +181,28 @@ class OneStepChannel(GaussianFamilyChannel):
             point = point.clamp(*attack.clamp)
         return point
 
+    def fuses_with(self, other: object) -> bool:
+        """Whether ``other`` differs from this channel in its objective only.
+
+        Such channels can sample one batch together (:func:`sample_one_steps`): same class,
+        ``ε``, ``σ``, norm, clamp and chunking, the plain step (not ``differentiable``), no
+        ``eot`` (each channel would resample the target).
+        """
+        if type(self) is not OneStepChannel or type(other) is not OneStepChannel:
+            return False
+        mine, theirs = self.attack, other.attack
+        return (
+            self.eps == other.eps
+            and self.sigma == other.sigma
+            and not self.differentiable
+            and not other.differentiable
+            and not mine.eot
+            and not theirs.eot
+            and mine.norm is theirs.norm
+            and mine.clamp == theirs.clamp
+            and mine.chunk_size == theirs.chunk_size
+        )
+
     def extra_repr(self) -> str:
         """The options, for ``repr``."""
         return (
@@ -186,3 +210,50 @@ class OneStepChannel(GaussianFamilyChannel):
             f"norm={self.attack.norm.value!r}, clamp={self.clamp}, "
             f"differentiable={self.differentiable}"
         )
+
+
+def sample_one_steps(
+    channels: Sequence[OneStepChannel],
+    route: Tensor,
+    x: Tensor,
+    y: Tensor | None,
+    target: Predictive | None,
+    *,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Sample example ``b`` from ``channels[route[b]]``, one attack pass for the batch.
+
+    The channels must fuse (:meth:`OneStepChannel.fuses_with`: they differ in their
+    objective only). The attack points are those each channel computes on its own examples
+    (:class:`adv_attacks.RoutedOneStep`); the noise ``σ ξ`` is drawn once for the batch, so
+    the draws follow the same distribution as sampling each sub-batch in turn, not the same
+    random stream.
+
+    Args:
+        channels: The one-step channels.
+        route: ``(B,)`` ``int64`` index into ``channels`` per example.
+        x: Clean inputs ``(B, *)`` (validated by the caller).
+        y: Labels ``(B,)`` or ``None``.
+        target: The predictive the steps ascend.
+        generator: Random stream of the noise.
+
+    Returns:
+        ``x'`` ``(B, *)``, as :meth:`OneStepChannel.sample`.
+    """
+    first = channels[0]
+    if not all(first.fuses_with(c) for c in channels):
+        raise ValueError("sample_one_steps needs channels that differ in their objective only")
+    require_target(target, type(first).__name__)
+    assert target is not None
+    attack = RoutedOneStep(
+        eps=first.eps,
+        specs=[c.attack.spec for c in channels],
+        route=route,
+        norm=first.attack.norm,
+        clamp=first.attack.clamp,
+        chunk_size=first.attack.chunk_size,
+    )
+    loc = keep_input_grad(attack(target, x.detach(), y, generator=generator), x)
+    if first.sigma == 0.0:
+        return loc.clone() if loc is x else loc
+    return loc + first.sigma * standard_normal(x, generator)
