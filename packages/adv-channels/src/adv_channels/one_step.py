@@ -225,7 +225,9 @@ def sample_one_steps(
 
     The channels must fuse (:meth:`OneStepChannel.fuses_with`: they differ in their
     objective only). The attack points are those each channel computes on its own examples
-    (:class:`adv_attacks.RoutedOneStep`); the noise ``σ ξ`` is drawn once for the batch, so
+    (:class:`adv_attacks.RoutedOneStep`) for a target that treats examples independently (a
+    network with batch norm in training mode normalises over the whole batch here, over each
+    channel's examples when they sample apart); the noise ``σ ξ`` is drawn once, so
     the draws follow the same distribution as sampling each sub-batch in turn, not the same
     random stream.
 
