@@ -46,6 +46,18 @@ def _step(model: nn.Module, loss_fn: Callable[[], torch.Tensor]) -> Callable[[],
     return run
 
 
+def _ppd_loss(
+    bc, model: nn.Module, x: torch.Tensor, y: torch.Tensor, method: str
+) -> Callable[[], torch.Tensor]:
+    """The PPD NLL of ``NUM_DRAWS`` fresh draws, evaluated by ``method`` (loop or vmap)."""
+
+    def loss() -> torch.Tensor:
+        logits = bc.forward_samples(model, x, NUM_DRAWS, method=method)
+        return bc.nll(bc.ppd_log_probs(logits), y)
+
+    return loss
+
+
 def _bayesian_torch_cnn(det: nn.Module) -> nn.Module | None:
     """``det``'s twin built by bayesian-torch's ``dnn_to_bnn`` (``None`` if not installed)."""
     try:
@@ -146,10 +158,6 @@ def _layout_figures(
     cl = bc.mnist_cnn(init_sigma=1e-2, memory_format="channels_last").to(x.device)
     cl.load_state_dict(bnn.state_dict())
 
-    def cl_loop() -> torch.Tensor:
-        logits = bc.forward_samples(cl, x, NUM_DRAWS, method="loop")
-        return bc.nll(bc.ppd_log_probs(logits), y)
-
     times = interleaved_times(
         {
             "det": fns["det"],
@@ -157,7 +165,7 @@ def _layout_figures(
             "loop": fns["loop"],
             "cl_det": _step(cl_det, lambda: F.cross_entropy(cl_det(x), y)),
             "cl_one": _step(cl, lambda: F.cross_entropy(cl(x), y)),
-            "cl_loop": _step(cl, cl_loop),
+            "cl_loop": _step(cl, _ppd_loss(bc, cl, x, y, "loop")),
         },
         **timing,
     )
@@ -218,13 +226,6 @@ def run(ctx: Context) -> list[Figure]:
     local = bc.mnist_cnn(init_sigma=1e-2, sample_mode="local").to(device)
     dataset_size = 60_000
 
-    def ppd_loss(method: str) -> Callable[[], torch.Tensor]:
-        def loss() -> torch.Tensor:
-            logits = bc.forward_samples(bnn, x, NUM_DRAWS, method=method)
-            return bc.nll(bc.ppd_log_probs(logits), y)
-
-        return loss
-
     ppd = bc.PosteriorPredictive(bnn, NUM_DRAWS)
 
     def det_infer() -> None:
@@ -239,7 +240,7 @@ def run(ctx: Context) -> list[Figure]:
     fns = {
         "det": det_step,
         "one": _step(bnn, lambda: F.cross_entropy(bnn(x), y)),
-        "loop": _step(bnn, ppd_loss("loop")),
+        "loop": _step(bnn, _ppd_loss(bc, bnn, x, y, "loop")),
     }
     others = {
         "det": det_step,
@@ -262,7 +263,7 @@ def run(ctx: Context) -> list[Figure]:
     # came out 15-20% slower), so it is timed in a round-robin of its own, against its own
     # deterministic baseline, and compared through the ratios.
     vmap_times = interleaved_times(
-        {"det": det_step, "vmap": _step(bnn, ppd_loss("vmap"))}, **timing
+        {"det": det_step, "vmap": _step(bnn, _ppd_loss(bc, bnn, x, y, "vmap"))}, **timing
     )
     compare = _bayesian_torch_figures(ctx, det, det_step, fns["loop"], fns["one"], x, y, timing)
     compare += _layout_figures(bc, det, bnn, fns, x, y, timing)

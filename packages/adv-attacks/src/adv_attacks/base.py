@@ -416,8 +416,7 @@ class AttackProblem:
         for c in self.chunks:
             xr = x_adv[c].detach().requires_grad_(True)
             out = self._forward(xr)
-            chunk = getattr(spec, "chunk", None)  # a per-example routing of objectives
-            spec_c = spec if chunk is None else chunk(c)
+            spec_c = spec.chunk(c)  # the objective(s) of this chunk's examples
             y = None
             if spec.needs_labels:
                 if self._y is None and at_clean:

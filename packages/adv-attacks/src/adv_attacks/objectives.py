@@ -107,6 +107,13 @@ class ObjectiveSpec:
             if self.objective is Objective.CW and output.num_classes < 2:
                 raise ValueError("objective='cw' needs at least 2 classes")
 
+    def chunk(self, part: slice) -> ObjectiveSpec:
+        """The objective for the examples ``part`` of the batch: itself (the same for all).
+
+        (:class:`~adv_attacks.RoutedObjective`, which differs per example, restricts itself.)
+        """
+        return self
+
     def total(self, output: PredictiveOutput, y: Tensor | None) -> Tensor:
         """``Σ_b J_b``, the scalar an attack differentiates (a fused kernel for ``nll``)."""
         if (

@@ -56,6 +56,10 @@ class ClassificationOutput:
         """Most probable class per example, shape ``(B,)`` (``int64``, no gradient)."""
         return self.log_probs.detach().argmax(dim=-1)
 
+    def select(self, index: Tensor) -> ClassificationOutput:
+        """The examples ``index`` (a 1-D ``int64`` tensor), in that order."""
+        return ClassificationOutput(self.log_probs.index_select(0, index.to(self.log_probs.device)))
+
 
 @dataclass(frozen=True)
 class RegressionOutput:
@@ -80,6 +84,11 @@ class RegressionOutput:
     def prediction(self) -> Tensor:
         """Predictive mean per example, shape ``(B,)`` (no gradient)."""
         return self.mean.detach()
+
+    def select(self, index: Tensor) -> RegressionOutput:
+        """The examples ``index`` (a 1-D ``int64`` tensor), in that order."""
+        index = index.to(self.mean.device)
+        return RegressionOutput(self.mean.index_select(0, index), self.var.index_select(0, index))
 
 
 PredictiveOutput = ClassificationOutput | RegressionOutput

@@ -18,15 +18,9 @@ from torch import Tensor
 from adv_attacks.base import Attack, AttackProblem, Budget, Clamp
 from adv_attacks.norms import Norm
 from adv_attacks.objectives import ObjectiveSpec
-from adv_attacks.predictive import ClassificationOutput, PredictiveOutput, RegressionOutput
+from adv_attacks.predictive import PredictiveOutput
 
 __all__ = ["RoutedObjective", "RoutedOneStep"]
-
-
-def _select(output: PredictiveOutput, index: Tensor) -> PredictiveOutput:
-    if isinstance(output, ClassificationOutput):
-        return ClassificationOutput(output.log_probs.index_select(0, index))
-    return RegressionOutput(output.mean.index_select(0, index), output.var.index_select(0, index))
 
 
 @dataclass(frozen=True)
@@ -78,45 +72,40 @@ class RoutedObjective:
         return RoutedObjective(self.specs, self.route[part])
 
     def _groups(self, output: PredictiveOutput) -> list[tuple[ObjectiveSpec, Tensor]]:
+        """``(objective, indices of its examples)`` for each objective that has examples."""
         if output.batch_size != self.route.shape[0]:
             raise ValueError(
                 f"route has {self.route.shape[0]} entries for a batch of {output.batch_size}"
             )
-        route = self.route.to(_device(output))
         groups = []
         for k, spec in enumerate(self.specs):
-            index = (route == k).nonzero().squeeze(1)
+            index = (self.route == k).nonzero().squeeze(1)
             if index.numel():
                 groups.append((spec, index))
         return groups
 
     def total(self, output: PredictiveOutput, y: Tensor | None) -> Tensor:
         """``Σ_b J_{route[b]}(b)``: each objective's total over its own examples."""
-        total = _device_zero(output)
-        for spec, index in self._groups(output):
-            ys = None if y is None or not spec.needs_labels else y.index_select(0, index)
-            total = total + spec.total(_select(output, index), ys)
-        return total
+        totals = [
+            spec.total(output.select(index), _labels(spec, y, index))
+            for spec, index in self._groups(output)
+        ]
+        return torch.stack(totals).sum()
 
     def values(self, output: PredictiveOutput, y: Tensor | None) -> Tensor:
         """Per-example values ``J_{route[b]}(b)``, shape ``(B,)``."""
-        out = _device_zero(output).expand(output.batch_size).clone()
-        for spec, index in self._groups(output):
-            ys = None if y is None or not spec.needs_labels else y.index_select(0, index)
-            out = out.index_put((index,), spec.values(_select(output, index), ys))
-        return out
+        groups = self._groups(output)
+        values = torch.cat(
+            [spec.values(output.select(index), _labels(spec, y, index)) for spec, index in groups]
+        )
+        order = torch.cat([index for _, index in groups]).to(values.device)
+        return values.index_select(0, torch.argsort(order))
 
 
-def _reference(output: PredictiveOutput) -> Tensor:
-    return output.log_probs if isinstance(output, ClassificationOutput) else output.mean
-
-
-def _device(output: PredictiveOutput) -> torch.device:
-    return _reference(output).device
-
-
-def _device_zero(output: PredictiveOutput) -> Tensor:
-    return _reference(output).new_zeros(())
+def _labels(spec: ObjectiveSpec, y: Tensor | None, index: Tensor) -> Tensor | None:
+    if y is None or not spec.needs_labels:
+        return None
+    return y.index_select(0, index.to(y.device))
 
 
 class RoutedOneStep(Attack):

@@ -18,9 +18,22 @@ from torch import Tensor
 from adv_channels._checks import check_x, check_x_adv, check_y
 from adv_channels.base import Channel, NoDensityError, Predictive
 
-__all__ = ["GaussianFamilyChannel", "diag_normal_log_prob", "standard_normal"]
+__all__ = ["GaussianFamilyChannel", "diag_normal_log_prob", "gaussian_sample", "standard_normal"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
+
+
+def gaussian_sample(
+    loc: Tensor, scale: Tensor | float, x: Tensor, generator: torch.Generator | None
+) -> Tensor:
+    """``x' = μ + σ ⊙ ξ`` for a channel's location and scale at the clean batch ``x``.
+
+    ``σ = 0`` (a float) is the point mass: ``μ`` itself, copied if it is ``x``, so that the
+    caller's tensor is never returned.
+    """
+    if isinstance(scale, float) and scale == 0.0:
+        return loc.clone() if loc is x else loc
+    return loc + scale * standard_normal(x, generator)
 
 
 def standard_normal(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -113,9 +126,7 @@ class GaussianFamilyChannel(Channel):
         x = check_x(x)
         y = check_y(y, x)
         loc, scale = self.loc_scale(x, y, target, generator=generator)
-        if isinstance(scale, float) and scale == 0.0:
-            return loc.clone() if loc is x else loc
-        return loc + scale * standard_normal(x, generator)
+        return gaussian_sample(loc, scale, x, generator)
 
     def log_prob(
         self,

@@ -17,7 +17,7 @@ from torch import Tensor
 from adv_attacks import AttackProblem, Norm, Objective, OneStep, RoutedOneStep, per_example_norm
 from adv_channels._checks import check_scalar, keep_input_grad, require_target
 from adv_channels.base import Predictive
-from adv_channels.gaussian import GaussianFamilyChannel, standard_normal
+from adv_channels.gaussian import GaussianFamilyChannel, gaussian_sample
 
 __all__ = ["OneStepChannel", "sample_one_steps"]
 
@@ -256,6 +256,4 @@ def sample_one_steps(
         chunk_size=first.attack.chunk_size,
     )
     loc = keep_input_grad(attack(target, x.detach(), y, generator=generator), x)
-    if first.sigma == 0.0:
-        return loc.clone() if loc is x else loc
-    return loc + first.sigma * standard_normal(x, generator)
+    return gaussian_sample(loc, first.sigma, x, generator)
