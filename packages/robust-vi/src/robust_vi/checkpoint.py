@@ -14,6 +14,8 @@ __all__ = ["CHECKPOINT_NAME", "load_checkpoint", "save_checkpoint"]
 CHECKPOINT_NAME = "checkpoint.pt"
 """The file name of the checkpoint inside a trainer's ``checkpoint_dir``."""
 
+_TMP_PREFIX, _TMP_SUFFIX = ".checkpoint-", ".tmp"  # a save's temporary file
+
 
 def save_checkpoint(state: dict[str, Any], directory: str | os.PathLike[str]) -> Path:
     """Write ``state`` to ``directory/checkpoint.pt`` atomically.
@@ -53,9 +55,6 @@ def save_checkpoint(state: dict[str, Any], directory: str | os.PathLike[str]) ->
     for stale in directory.glob(f"{_TMP_PREFIX}*{_TMP_SUFFIX}"):  # left by a killed save
         stale.unlink(missing_ok=True)
     return target
-
-
-_TMP_PREFIX, _TMP_SUFFIX = ".checkpoint-", ".tmp"
 
 
 def _sync_directory(directory: Path) -> None:
