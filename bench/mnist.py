@@ -93,7 +93,9 @@ class Profile:
         lr: Adam's learning rate; ``lr_decay`` its per-epoch exponential decay.
         train_eps: L2 budget of the training channels (one-step, learned, AT).
         sigma: Noise of the one-step channel components (per pixel).
-        sigma0: Gaussian augmentation of MIX's identity component.
+        sigma0: Gaussian augmentation of MIX's identity component (0.3: on the quick
+            profile MIX's PGD accuracy at ε = 2 averaged 0.48, 0.50, 0.52, 0.52, 0.53 for
+            σ₀ = 0.1, 0.2, 0.3, 0.4, 0.5 over two or three training seeds).
         at_pgd_steps: Steps of the PGD channel of AT-PGD.
         eval_samples: Posterior draws ``M`` of every predictive at test time.
         eps_grid: Attack strengths (L2, images in ``[0, 1]``).
@@ -145,7 +147,7 @@ PROFILES = {
         lr_decay=0.95,
         train_eps=2.0,
         sigma=0.2,
-        sigma0=0.1,
+        sigma0=0.3,
         at_pgd_steps=5,
         eval_samples=5,
         eps_grid=(1.0, 2.0, 3.0),
@@ -168,7 +170,7 @@ PROFILES = {
         lr_decay=0.95,
         train_eps=2.0,
         sigma=0.2,
-        sigma0=0.1,
+        sigma0=0.3,
         at_pgd_steps=10,
         eval_samples=10,
         eps_grid=paper.TABLE7_STRENGTHS,
