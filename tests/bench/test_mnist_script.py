@@ -133,6 +133,10 @@ def test_verdicts_report_the_bar_and_the_learned_channel_gap():
     assert "NLL below BL's and AT's: met (BL 4.33, MIX 1.27, NN50 1.36, AT 1.61)" in bar
     nn = next(line for line in lines if line.startswith("- NN (learned"))
     assert "accuracy 0.96, NLL 0.14 (paper 0.59, 9.24)" in nn
+    assert not any("For scale" in line for line in lines)  # no AT-PGD row: no such line
+    acc[("AT-PGD", "PGD", 2.0)] = (0.613, 0.0)
+    scale = next(x for x in mnist._verdicts(acc, nll, 2.0, 2.0) if "For scale" in x)
+    assert "For scale at ε = 2: AT-PGD" in scale and "keeps 0.61;" in scale
     acc[("NN50", "PGD", 2.0)] = (0.6, 0.0)
     assert "(needs >= 0.6: met)" in next(
         x for x in mnist._verdicts(acc, nll, 2.0, 2.0) if "bar" in x
