@@ -598,7 +598,8 @@ def _verdicts(acc, nl, eps, bar) -> list[str]:
                 f"- For scale at ε = {bar:g}: AT-PGD, trained against multi-step PGD (the "
                 f"strongest training adversary of the run), keeps {at_pgd:.2f}; the one-step "
                 "(OS, OS50, MIX) and learned (NN, NN50) channels are weaker training adversaries, "
-                "while the paper (Tables 1 and 7) has MIX 0.70 and NN50 0.60 against 0.15 for its multi-step AT."
+                "while the paper (Tables 1 and 7) has MIX 0.70 and NN50 0.60 against 0.15 for "
+                "its multi-step AT."
             )
     cbl, cmix, cat = (get(acc, m, "Clean", 0) for m in ("BL", "MIX", "AT"))
     if None not in (cbl, cmix, cat):
