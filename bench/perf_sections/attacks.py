@@ -28,7 +28,7 @@ from torch import nn
 
 from adv_attacks import PGD, pgd
 from benchlib.timing import interleaved_times
-from perf_sections.base import Context, Figure
+from perf_sections.base import Context, Figure, layout_speedups
 
 
 def _mnist_cnn() -> nn.Module:
@@ -237,17 +237,8 @@ def _bayes_step(ctx: Context, batch: int, steps: int, eps: float) -> list[Figure
             note=f"both networks built channels-last: loop step / deterministic step ({what})",
             extra={"ms": {k: round(v * 1e3, 3) for k, v in layouts.items()}},
         ),
-        Figure(
-            "attacks.pgd_step.channels_last.det_speedup",
-            layouts["det"] / layouts["cl_det"],
-            "x",
-            note="deterministic step: contiguous time / channels-last time (> 1: CL faster)",
-        ),
-        Figure(
-            "attacks.pgd_step.channels_last.bayes_speedup",
-            layouts["loop"] / layouts["cl_loop"],
-            "x",
-            note="Bayesian loop step: contiguous time / channels-last time (> 1: CL faster)",
+        *layout_speedups(
+            "attacks.pgd_step.channels_last", layouts, "bayes_speedup", "Bayesian loop step"
         ),
     ]
 

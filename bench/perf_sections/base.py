@@ -58,3 +58,28 @@ class Figure:
             "<": self.value < target,
             ">": self.value > target,
         }[op]
+
+
+def layout_speedups(
+    prefix: str, times: dict[str, float], bayes_name: str, bayes_what: str
+) -> list[Figure]:
+    """The channels-last speed-ups of a section's round-robin (``> 1``: channels-last faster).
+
+    ``times`` holds the contiguous and channels-last timings under ``det``/``cl_det``
+    (deterministic network) and ``loop``/``cl_loop`` (Bayesian network, draws looped);
+    the figures are ``<prefix>.det_speedup`` and ``<prefix>.<bayes_name>``.
+    """
+    return [
+        Figure(
+            f"{prefix}.det_speedup",
+            times["det"] / times["cl_det"],
+            "x",
+            note="deterministic step: contiguous time / channels-last time (> 1: CL faster)",
+        ),
+        Figure(
+            f"{prefix}.{bayes_name}",
+            times["loop"] / times["cl_loop"],
+            "x",
+            note=f"{bayes_what}: contiguous time / channels-last time (> 1: CL faster)",
+        ),
+    ]

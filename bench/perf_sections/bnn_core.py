@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchlib.timing import interleaved_times
-from perf_sections.base import Context, Figure
+from perf_sections.base import Context, Figure, layout_speedups
 
 NUM_DRAWS = 10
 
@@ -192,17 +192,8 @@ def _layout_figures(
             note=f"{NUM_DRAWS} draws looped, channels-last / deterministic CNN as built by "
             "default (contiguous)",
         ),
-        Figure(
-            "bnn_core.cnn.channels_last.det_speedup",
-            times["det"] / times["cl_det"],
-            "x",
-            note="deterministic step: contiguous time / channels-last time (> 1: CL faster)",
-        ),
-        Figure(
-            "bnn_core.cnn.channels_last.ten_draws_speedup",
-            times["loop"] / times["cl_loop"],
-            "x",
-            note=f"{NUM_DRAWS} draws looped: contiguous time / channels-last time",
+        *layout_speedups(
+            "bnn_core.cnn.channels_last", times, "ten_draws_speedup", f"{NUM_DRAWS} draws looped"
         ),
     ]
 
