@@ -2,8 +2,8 @@
 
 Online/offline reactive posterior predictives computed as a streaming, log-space weighted
 aggregation (PyTorch and a fused Triton kernel), the fit/predict object
-:class:`ReactivePPD` (classification and regression, identity and one-step channels), and
-randomized smoothing (PREDICT/CERTIFY of Cohen et al. 2019).
+:class:`ReactivePPD` (classification and regression, identity and one-step channels; any
+simulator channel through likelihood-free ABC weights, :class:`ABC`), and randomized smoothing (PREDICT/CERTIFY of Cohen et al. 2019).
 
 Examples:
     >>> import torch
@@ -17,6 +17,14 @@ from __future__ import annotations
 
 from adv_reactive import smoothing
 from adv_reactive._triton import TRITON_AVAILABLE
+from adv_reactive.abc import (
+    ABC,
+    ABCKernel,
+    BandwidthRule,
+    Simulator,
+    nearest_neighbour_bandwidth,
+    nearest_simulations,
+)
 from adv_reactive.binomial import betainc, binomial_test, clopper_pearson_lower
 from adv_reactive.channels import channel_sigma
 from adv_reactive.draw_predictive import DrawPredictive
@@ -31,7 +39,11 @@ from adv_reactive.smoothing import ABSTAIN, Certificate, certified_accuracy, cer
 __version__ = "0.1.0"
 
 __all__ = [
+    "ABC",
     "ABSTAIN",
+    "ABCKernel",
+    "BandwidthRule",
+    "Simulator",
     "TRITON_AVAILABLE",
     "AggregationMode",
     "Backend",
@@ -49,6 +61,8 @@ __all__ = [
     "certify",
     "channel_sigma",
     "clopper_pearson_lower",
+    "nearest_neighbour_bandwidth",
+    "nearest_simulations",
     "reactive_aggregate",
     "reactive_gaussian_log_prob",
     "smoothing",

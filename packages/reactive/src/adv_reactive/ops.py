@@ -151,6 +151,7 @@ def reactive_aggregate(
     top_k: int = 0,
     chunk_size: int | None = None,
     backend: Backend | str = Backend.AUTO,
+    simulations: int = 1,
 ) -> ReactiveAggregate:
     """Online (eq. 4) or offline (eq. 5) reactive average of per-draw values (SPEC §5).
 
@@ -187,6 +188,13 @@ def reactive_aggregate(
         chunk_size: Keys per chunk of the PyTorch path (default 1024 on the CPU, 65536 on
             CUDA).
         backend: ``"auto"``, ``"torch"`` or ``"triton"``; see :class:`Backend`.
+        simulations: ``S >= 1`` keys per (draw, training input) pair, the likelihood-free
+            (ABC) form of eqs. 4 and 5 (docs/theory.md): ``k_bmi = (1/S) Σ_s exp(s_bmsi)``.
+            Keys are then ``(M·S, N, D)`` (group ``m·S + s`` holds the ``s``-th simulation
+            of every input under draw ``m``; values stay ``(M, N, C)``) or, shared by every
+            draw, ``(S, N, D)`` (values ``(N, C)`` or ``(M, N, C)``, averaged); an
+            ``OffsetKeys`` has offsets of those shapes. ``sigma`` is then the kernel
+            bandwidth ``h``. ``log_normalizer`` includes the ``−log S``.
 
     Returns:
         A :class:`ReactiveAggregate` (``output`` ``(B, C)``, ``log_normalizer`` ``(B, M)``,
@@ -221,7 +229,11 @@ def reactive_aggregate(
                 "OffsetKeys run on the PyTorch back end only: use backend='torch' or 'auto', "
                 "or pass the full keys (keys.materialize())"
             )
-    shared, num_draws = _check_shapes(queries, keys, values, key_sq_norms)
+    num_sims = _check_int(simulations, "simulations", low=1)
+    if num_sims > 1:
+        shared, num_draws = _check_simulation_shapes(queries, keys, values, key_sq_norms, num_sims)
+    else:
+        shared, num_draws = _check_shapes(queries, keys, values, key_sq_norms)
     _check_devices_and_grads(queries, keys, values, key_sq_norms)
     top_k = _check_int(top_k, "top_k", low=0, high=keys.shape[-2])
     if chunk_size is None:
@@ -246,11 +258,18 @@ def reactive_aggregate(
         **{"key_sq_norms" if norms_given else "keys": key_sq_norms},
     )
     keys3: Tensor | OffsetKeys
-    if shared:
+    if shared and num_sims == 1:
         assert isinstance(keys, Tensor)
         keys3 = keys.unsqueeze(0)
         norms2 = key_sq_norms.reshape(1, -1)
         values3 = (values.mean(dim=0, dtype=dtype) if values.dim() == 3 else values).unsqueeze(0)
+    elif shared:  # (S, N, D) simulations shared by every draw: S groups, one value set
+        keys3, norms2 = keys, key_sq_norms
+        mean_values = values.mean(dim=0, dtype=dtype) if values.dim() == 3 else values
+        values3 = mean_values.unsqueeze(0).expand(num_sims, *mean_values.shape)
+    elif num_sims > 1:  # (M·S, N, D): group m·S + s shares draw m's values
+        keys3, norms2 = keys, key_sq_norms
+        values3 = values.repeat_interleave(num_sims, dim=0)
     else:
         keys3, norms2, values3 = keys, key_sq_norms, values
 
@@ -261,6 +280,9 @@ def reactive_aggregate(
             f"‖x' − μ‖²/σ² overflow {dtype} at sigma={sigma!r} (use float64 inputs or a "
             "larger sigma), or the keys hold NaN/infinity or do not match key_sq_norms"
         )
+    group_lse = lse  # (B, G): per key group, for the top-k offsets
+    if num_sims > 1:
+        lse, out, sumsq = _merge_simulations(lse, out, sumsq, num_sims)
 
     if shared:
         output, ess = out[:, 0], 1.0 / sumsq[:, 0]
@@ -279,12 +301,81 @@ def reactive_aggregate(
         offsets = lse.detach() + math.log(num_draws)
 
     top_idx = top_w = None
+    if top_k > 0 and num_sims > 1:
+        # Per group (m, s): online, the global normaliser; offline, draw m's (+ log M). The
+        # 1/S of k_mi cancels in the normalised weights (it is in ``lse`` already).
+        if shared or mode is AggregationMode.ONLINE:
+            total = torch.logsumexp(group_lse.detach(), dim=1, keepdim=True)
+            offsets = total.expand(-1, group_lse.shape[1])
+        else:
+            per_draw = lse.detach() + math.log(num_sims) + math.log(num_draws)
+            offsets = per_draw.repeat_interleave(num_sims, dim=1)
     if top_k > 0:
         with torch.no_grad():
             top_idx, top_w = _reference.top_k_inputs(
                 q.detach(), keys3, norms2, inv_var, offsets.detach(), top_k, chunk_size
             )
     return ReactiveAggregate(output, log_normalizer, ess, top_idx, top_w)
+
+
+def _merge_simulations(
+    lse: Tensor, out: Tensor, sumsq: Tensor, num_sims: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-group stats ``(B, M·S)`` -> per-draw stats ``(B, M)`` of ``k = (1/S) Σ_s k_s``.
+
+    ``lse_m = logsumexp_s lse_ms − log S``; the draw's normalised average is the average of
+    its groups' weighted by ``softmax_s lse_ms``, and so is its sum of squared weights (with
+    the squared group weights).
+    """
+    batch, groups = lse.shape
+    lse3 = lse.reshape(batch, groups // num_sims, num_sims)
+    merged = torch.logsumexp(lse3, dim=2)
+    share = torch.softmax(lse3, dim=2)
+    out3 = out.reshape(batch, groups // num_sims, num_sims, -1)
+    out_m = torch.einsum("bms,bmsc->bmc", share, out3)
+    sumsq_m = (share.square() * sumsq.reshape(lse3.shape)).sum(dim=2)
+    return merged - math.log(num_sims), out_m, sumsq_m
+
+
+def _check_simulation_shapes(
+    queries: object, keys: object, values: object, key_sq_norms: object, num_sims: int
+) -> tuple[bool, int]:
+    """Shapes with ``S > 1`` simulations per pair; return (shared, number of draws M)."""
+    raw = keys.offsets if isinstance(keys, OffsetKeys) else keys
+    if isinstance(raw, Tensor) and raw.dim() != 3:
+        raise ValueError(
+            f"with simulations={num_sims}, keys must have shape (M·S, N, D) (per draw) or "
+            f"(S, N, D) (shared); got {tuple(raw.shape)}"
+        )
+    # Validate as per-group keys (G, N, D) with per-group values, then check the grouping.
+    _check_shapes(queries, keys, _values_like(values, raw), key_sq_norms)
+    assert isinstance(raw, Tensor) and isinstance(values, Tensor)
+    groups = raw.shape[0]
+    if groups % num_sims:
+        raise ValueError(
+            f"keys has {groups} groups, not a multiple of simulations={num_sims} (expected "
+            "(M·S, N, D) or (S, N, D))"
+        )
+    if values.dim() == 3 and values.shape[0] * num_sims == groups:
+        return False, values.shape[0]
+    if groups == num_sims:
+        return True, values.shape[0] if values.dim() == 3 else 1
+    raise ValueError(
+        f"values {tuple(values.shape)} do not match keys {tuple(raw.shape)} with "
+        f"simulations={num_sims}: expected values (M, N, C) with M·S = {groups} or keys "
+        f"(S, N, D) shared by every draw"
+    )
+
+
+def _values_like(values: object, keys: object) -> object:
+    """A stand-in ``(G, N, C)`` for the shape check of per-group values (a view, no copy)."""
+    if not isinstance(values, Tensor) or not isinstance(keys, Tensor) or values.dim() < 2:
+        return values
+    return (
+        values[:1].expand(keys.shape[0], *values.shape[-2:])
+        if values.dim() == 3
+        else (values.unsqueeze(0).expand(keys.shape[0], *values.shape))
+    )
 
 
 class _GroupStats(torch.autograd.Function):

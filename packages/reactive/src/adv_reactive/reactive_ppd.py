@@ -19,6 +19,14 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from adv_reactive.abc import (
+    ABC,
+    ABCKernel,
+    check_simulator,
+    nearest_neighbour_bandwidth,
+    nearest_simulations,
+    simulate,
+)
 from adv_reactive.channels import channel_config, channel_from_config, channel_sigma
 from adv_reactive.draw_predictive import DrawPredictive
 from adv_reactive.gaussian_mixture import (
@@ -36,7 +44,8 @@ from bnn_core import GaussianLikelihood, SamplingMethod, Task, forward_samples, 
 __all__ = ["ReactivePPD"]
 
 _FORMAT = "adv_reactive.ReactivePPD"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
+_READS_VERSIONS = (1, 2)
 _PROGRESS_FROM = 10_000
 """With ``progress=None``, ``fit`` shows a bar (on a terminal) from this many inputs."""
 _CPU_BATCH = 1024
@@ -95,6 +104,16 @@ class ReactivePPD(nn.Module):
             :class:`adv_reactive.OffsetKeys`; a few thousandths of a nat measured on MNIST
             at ``ε = 2``, ``σ = 1``). PyTorch back end only; a regression
             :meth:`log_prob` puts the full keys together for the call.
+        abc: Likelihood-free weights (:class:`adv_reactive.ABC`; docs/theory.md): the channel
+            is then only *simulated* (any :class:`~adv_channels.Channel` — PGD, mixtures with
+            a PGD component, learned channels — or a callable
+            ``simulate(x, y, predictive, generator) -> x'``, the predictive being posterior
+            draw ``β_m``'s); :meth:`fit` stores ``S`` simulations ``x'_mis`` per (draw,
+            input) pair as keys and ``k_mi`` becomes ``(1/S) Σ_s N(x'; x'_mis, h² I)`` (or
+            the ``k`` nearest simulations), ``h`` from the options or the bandwidth rule
+            (:attr:`sigma` then reads ``h``). Example:
+            ``ReactivePPD(model, PGDChannel(eps=2.0, sigma=0.1), abc=ABC(simulations=4))``.
+            ``offset_dtype`` stores the simulations as offsets from the inputs.
 
     Shape:
         - Input of :meth:`fit`: ``(N, *input_shape)``; of ``forward``/:meth:`predict`:
@@ -136,6 +155,7 @@ class ReactivePPD(nn.Module):
         generator: torch.Generator | None = None,
         method: SamplingMethod | str = SamplingMethod.AUTO,
         offset_dtype: torch.dtype | None = None,
+        abc: ABC | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
@@ -152,6 +172,7 @@ class ReactivePPD(nn.Module):
             generator=generator,
             method=method,
             offset_dtype=offset_dtype,
+            abc=abc,
         )
 
     def _configure(
@@ -168,8 +189,18 @@ class ReactivePPD(nn.Module):
         generator: torch.Generator | None,
         method: SamplingMethod | str,
         offset_dtype: torch.dtype | None = None,
+        abc: ABC | None = None,
     ) -> None:
-        self._sigma = channel_sigma(channel)
+        if abc is not None and not isinstance(abc, ABC):
+            raise TypeError(f"abc must be an adv_reactive.ABC or None; got {type(abc).__name__}")
+        self._abc = abc
+        self._sigma: float | None
+        if abc is None:
+            self._sigma = channel_sigma(channel)
+        else:
+            if channel is not None:
+                check_simulator(channel)
+            self._sigma = abc.bandwidth  # None: chosen at fit by abc.rule
         self.register_module("model", model)
         self.channel = channel
         self._mode = coerce_option(AggregationMode, mode, "mode")
@@ -215,6 +246,7 @@ class ReactivePPD(nn.Module):
         for name in ("keys", "key_sq_norms", "values", "value_offset", "_inputs", "_agg"):
             self.register_buffer(name, None, persistent=False)
         self._offset_keys = False
+        self._abc_shared = False
         self._draws: dict[str, Tensor] = {}
         self._input_shape: tuple[int, ...] | None = None
         self._output_shape: tuple[int, ...] = ()
@@ -223,9 +255,22 @@ class ReactivePPD(nn.Module):
     # -- configuration ------------------------------------------------------------------
 
     @property
-    def sigma(self) -> float:
-        """The channel's noise scale ``σ`` (input units)."""
+    def sigma(self) -> float | None:
+        """The kernel scale (input units): the channel's ``σ``, or the ABC bandwidth ``h``.
+
+        With ``abc=`` and no ``bandwidth``, ``None`` until :meth:`fit` chooses ``h``.
+        """
         return self._sigma
+
+    @property
+    def abc(self) -> ABC | None:
+        """The likelihood-free options (``None``: the channel's density, eqs. 4 and 5)."""
+        return self._abc
+
+    @property
+    def simulations(self) -> int:
+        """Keys per (draw, training input) pair: ``S`` with ``abc=``, else 1."""
+        return 1 if self._abc is None else self._abc.simulations
 
     @property
     def mode(self) -> AggregationMode:
@@ -260,9 +305,9 @@ class ReactivePPD(nn.Module):
 
     @property
     def shared_keys(self) -> bool:
-        """Whether the keys are shared by every draw (``(N, D)``) rather than ``(M, N, D)``."""
+        """Whether the keys are shared by every draw (``(N, D)``, ABC: ``(S, N, D)``)."""
         self._require_fitted()
-        return self.keys.dim() == 2
+        return self.keys.dim() == 2 or self._abc_shared
 
     @property
     def num_train(self) -> int:
@@ -359,6 +404,11 @@ class ReactivePPD(nn.Module):
                 "this ReactivePPD was loaded without a model: pass model= to ReactivePPD.load to "
                 "fit it again"
             )
+        if self.channel is None:
+            raise RuntimeError(
+                "this ReactivePPD was loaded without its channel (a simulator that cannot be "
+                "rebuilt from the file): pass channel= to ReactivePPD.load to fit it again"
+            )
         x = _check_train_inputs(x_train, model)
         y = _check_train_labels(y_train, x)
         if batch_size is None:
@@ -377,6 +427,8 @@ class ReactivePPD(nn.Module):
             likelihood = self._likelihood[0]
             assert likelihood is not None
             noise_var = float(likelihood.variance.detach())
+        if self._abc is not None:
+            return self._fit_abc(model, x, y, batch_size, disable, noise_var)
         per_draw = bool(getattr(self.channel, "needs_target", False))
         with eval_mode(model), torch.no_grad():
             draws = {
@@ -423,6 +475,80 @@ class ReactivePPD(nn.Module):
             input_shape=tuple(x.shape[1:]),
             noise_var=noise_var,
         )
+        return self
+
+    def _fit_abc(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor | None,
+        batch_size: int,
+        disable: bool | None,
+        noise_var: float | None,
+    ) -> ReactivePPD:
+        """ABC fit: ``S`` simulations per (draw, input) as keys, then the bandwidth rule."""
+        abc = self._abc
+        assert abc is not None
+        num, dim, m_draws = x.shape[0], math.prod(x.shape[1:]), self._num_samples
+        sims = abc.simulations
+        per_draw = abc.per_draw
+        if per_draw is None:
+            per_draw = bool(getattr(self.channel, "needs_target", True))
+        with eval_mode(model), torch.no_grad():
+            draws = {
+                k: v.detach() for k, v in sample_weights(model, m_draws, self.generator).items()
+            }
+        preds = [
+            DrawPredictive(model, draws, m, task=self._task, noise_var=noise_var)
+            for m in range(m_draws)
+        ]
+        groups = m_draws * sims if per_draw else sims
+        split = self._offset_dtype is not None
+        inputs = x.new_empty(num, dim)
+        keys = x.new_empty(groups, num, dim, dtype=self._offset_dtype if split else x.dtype)
+        outputs: Tensor | None = None
+        bar = tqdm(total=num, desc="ReactivePPD.fit (ABC)", unit="input", disable=disable)
+        with eval_mode(model), bar:
+            for start in range(0, num, batch_size):
+                stop = min(start + batch_size, num)
+                xb = x[start:stop].detach()
+                yb = None if y is None else y[start:stop]
+                flat = xb.reshape(stop - start, dim)
+                inputs[start:stop] = flat
+                targets = preds if per_draw else [None]
+                for m, target in enumerate(targets):
+                    for s in range(sims):
+                        sim = simulate(self.channel, xb, yb, target, self.generator)
+                        sim = sim.reshape(stop - start, dim)
+                        keys[m * sims + s, start:stop] = sim - flat if split else sim
+                with torch.no_grad():
+                    out = forward_samples(model, xb, m_draws, weights=draws, method=self._method)
+                if outputs is None:
+                    self._output_shape = _check_output(out, self._task)
+                    outputs = out.new_empty(m_draws, num, *out.shape[2:])
+                outputs[:, start:stop] = out
+                bar.update(stop - start)
+        assert outputs is not None
+        self._abc_shared = not per_draw
+        self._set_state(
+            keys=keys,
+            inputs=inputs,
+            offset_keys=split,
+            outputs=outputs,
+            draws=draws,
+            input_shape=tuple(x.shape[1:]),
+            noise_var=noise_var,
+        )
+        if abc.bandwidth is None and abc.kernel is ABCKernel.GAUSSIAN:
+            # The reference subset is fixed (seed 0): the same simulations give the same h.
+            gen = torch.Generator().manual_seed(0)
+            self._sigma = nearest_neighbour_bandwidth(
+                self._aggregation_keys(),
+                self.key_sq_norms,
+                quantile=abc.quantile,
+                reference_size=abc.reference_size,
+                generator=gen,
+            )
         return self
 
     def _shared_batch(
@@ -523,7 +649,7 @@ class ReactivePPD(nn.Module):
         self.value_offset = value_offset
         self._inputs = inputs
         # With shared keys the aggregation only reads the draw-averaged values (cached).
-        self._agg = values.mean(dim=0) if keys.dim() == 2 else values
+        self._agg = values.mean(dim=0) if keys.dim() == 2 or self._abc_shared else values
         self._draws = draws
         self._input_shape = input_shape
         self._noise_var = noise_var
@@ -576,6 +702,9 @@ class ReactivePPD(nn.Module):
                 holding NaN/inf.
         """
         q = self._queries(x_adv)
+        if self._abc is not None and self._abc.kernel is ABCKernel.NEAREST:
+            return self._predict_nearest(q, top_k)
+        assert self._sigma is not None
         res = reactive_aggregate(
             q,
             self._aggregation_keys(),
@@ -586,6 +715,7 @@ class ReactivePPD(nn.Module):
             top_k=top_k,
             chunk_size=self._chunk_size,
             backend=self._backend,
+            simulations=self.simulations,
         )
         batch, num_draws = q.shape[0], self._num_samples
         lse = res.log_normalizer.expand(batch, num_draws)  # (B, 1) with shared keys
@@ -610,6 +740,43 @@ class ReactivePPD(nn.Module):
             draw_weights=torch.softmax(lse, dim=1),
             top_k_indices=res.top_k_indices,
             top_k_weights=res.top_k_weights,
+        )
+
+    def _predict_nearest(self, q: Tensor, top_k: int) -> ReactivePrediction:
+        """The ``k``-nearest-simulations ABC predictive (no gradient, no top-k inputs)."""
+        abc = self._abc
+        assert abc is not None
+        if top_k:
+            raise ValueError("top_k is not available with ABC(kernel='nearest')")
+        out, counts = nearest_simulations(
+            q,
+            self._aggregation_keys(),
+            self.key_sq_norms,
+            self.values,
+            k=abc.k,
+            mode=self._mode,
+            simulations=abc.simulations,
+            shared=self._abc_shared,
+            chunk_size=self._chunk_size or 1024,
+        )
+        log_counts = counts.log()
+        probs = mean = var = None
+        if self._task is Task.CLASSIFICATION:
+            probs = out
+        else:
+            assert self.value_offset is not None and self._noise_var is not None
+            mean, var = mixture_moments(out, self.value_offset, self._noise_var)
+            mean = mean.reshape(q.shape[0], *self._output_shape)
+            var = var.reshape(q.shape[0], *self._output_shape)
+        k_used = counts.sum(dim=1) if self._mode is AggregationMode.ONLINE else counts[:, 0]
+        return ReactivePrediction(
+            probs=probs,
+            mean=mean,
+            var=var,
+            ess=k_used,
+            log_normalizer=log_counts,
+            log_marginal_likelihood=log_counts - math.log(k_used.max().clamp_min(1.0)),
+            draw_weights=counts / counts.sum(dim=1, keepdim=True),
         )
 
     def forward(self, x_adv: Tensor) -> Tensor | tuple[Tensor, Tensor]:
@@ -647,6 +814,11 @@ class ReactivePPD(nn.Module):
             labels = _check_labels(y, log_probs)
             return log_probs.gather(1, labels[:, None]).squeeze(1)
         q = self._queries(x_adv)
+        if self._abc is not None:
+            raise ValueError(
+                "the exact mixture log-density is not available with abc=: use the moments "
+                "(calling the object) or a Gaussian channel"
+            )
         assert self.value_offset is not None and self._noise_var is not None
         if not isinstance(y, Tensor) or not y.is_floating_point():
             raise TypeError("y must be a floating-point tensor of regression targets")
@@ -727,6 +899,8 @@ class ReactivePPD(nn.Module):
             "inputs": self._inputs,
             "offset_keys": self._offset_keys,
             "draws": dict(self._draws),
+            "abc": None if self._abc is None else self._abc.config(),
+            "abc_shared": self._abc_shared,
         }
         torch.save(payload, os.fspath(path))
 
@@ -758,21 +932,27 @@ class ReactivePPD(nn.Module):
         payload = torch.load(os.fspath(path), map_location=map_location, weights_only=True)
         if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
             raise ValueError(f"path {os.fspath(path)!r} is not a file saved by ReactivePPD.save")
-        if payload.get("format_version") != _FORMAT_VERSION:
+        if payload.get("format_version") not in _READS_VERSIONS:
             raise ValueError(
                 f"path holds format version {payload.get('format_version')}; this adv_reactive "
                 f"reads version {_FORMAT_VERSION}"
             )
         if model is not None and not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module or None; got {type(model).__name__}")
-        if channel is None:
+        abc_config = payload.get("abc")
+        abc = None if abc_config is None else ABC(**abc_config)
+        if channel is None and abc is not None:
+            # A simulator needs no rebuilding to predict; fit needs it (channel=).
+            if payload["channel"] is not None:
+                channel = channel_from_config(payload["channel"])
+        elif channel is None:
             if payload["channel"] is None:
                 raise ValueError(
                     f"the file's channel ({payload['channel_class']}) cannot be rebuilt from its "
                     "configuration: pass channel="
                 )
             channel = channel_from_config(payload["channel"])
-        elif channel_sigma(channel) != payload["sigma"]:
+        elif abc is None and channel_sigma(channel) != payload["sigma"]:
             raise ValueError(
                 f"channel has sigma = {channel_sigma(channel)} but the file was fitted with "
                 f"sigma = {payload['sigma']}"
@@ -791,7 +971,10 @@ class ReactivePPD(nn.Module):
             generator=None,
             method=payload["method"],
             offset_dtype=payload["keys"].dtype if payload.get("offset_keys") else None,
+            abc=abc,
         )
+        obj._sigma = payload["sigma"]
+        obj._abc_shared = bool(payload.get("abc_shared", False))
         obj._output_shape = tuple(payload["output_shape"])
         obj._install(
             keys=payload["keys"],
