@@ -3,7 +3,8 @@
 Online/offline reactive posterior predictives computed as a streaming, log-space weighted
 aggregation (PyTorch and a fused Triton kernel), the fit/predict object
 :class:`ReactivePPD` (classification and regression, identity and one-step channels; any
-simulator channel through likelihood-free ABC weights, :class:`ABC`), and randomized smoothing (PREDICT/CERTIFY of Cohen et al. 2019).
+simulator channel through likelihood-free ABC weights, :class:`ABC`), and randomized
+smoothing (PREDICT/CERTIFY of Cohen et al. 2019).
 
 Examples:
     >>> import torch
