@@ -230,7 +230,14 @@ def reactive_aggregate(
                 "or pass the full keys (keys.materialize())"
             )
     num_sims = _check_int(simulations, "simulations", low=1)
-    if num_sims > 1:
+    raw_keys = keys.offsets if isinstance(keys, OffsetKeys) else keys
+    stacked_shared = (  # (1, N, D) keys with (N, C) values: one simulation shared by the draws
+        isinstance(raw_keys, Tensor)
+        and raw_keys.dim() == 3
+        and isinstance(values, Tensor)
+        and values.dim() == 2
+    )
+    if num_sims > 1 or stacked_shared:
         shared, num_draws = _check_simulation_shapes(queries, keys, values, key_sq_norms, num_sims)
     else:
         shared, num_draws = _check_shapes(queries, keys, values, key_sq_norms)
@@ -258,18 +265,14 @@ def reactive_aggregate(
         **{"key_sq_norms" if norms_given else "keys": key_sq_norms},
     )
     keys3: Tensor | OffsetKeys
-    if shared and num_sims == 1:
+    grouped = len(keys.shape) == 3 and (shared or num_sims > 1)  # simulations: (G, N, D)
+    if shared and not grouped:
         assert isinstance(keys, Tensor)
         keys3 = keys.unsqueeze(0)
         norms2 = key_sq_norms.reshape(1, -1)
         values3 = (values.mean(dim=0, dtype=dtype) if values.dim() == 3 else values).unsqueeze(0)
-    elif shared:  # (S, N, D) simulations shared by every draw: S groups, one value set
-        keys3, norms2 = keys, key_sq_norms
-        mean_values = values.mean(dim=0, dtype=dtype) if values.dim() == 3 else values
-        values3 = mean_values.unsqueeze(0).expand(num_sims, *mean_values.shape)
-    elif num_sims > 1:  # (M·S, N, D): group m·S + s shares draw m's values
-        keys3, norms2 = keys, key_sq_norms
-        values3 = values.repeat_interleave(num_sims, dim=0)
+    elif grouped:
+        keys3, norms2, values3 = _simulation_groups(keys, key_sq_norms, values, num_sims, shared)
     else:
         keys3, norms2, values3 = keys, key_sq_norms, values
 
@@ -280,9 +283,10 @@ def reactive_aggregate(
             f"‖x' − μ‖²/σ² overflow {dtype} at sigma={sigma!r} (use float64 inputs or a "
             "larger sigma), or the keys hold NaN/infinity or do not match key_sq_norms"
         )
-    group_lse = lse  # (B, G): per key group, for the top-k offsets
-    if num_sims > 1:
+    if grouped and isinstance(keys3, OffsetKeys):  # one group per (draw, simulation)
         lse, out, sumsq = _merge_simulations(lse, out, sumsq, num_sims)
+    elif grouped:  # one group per draw over its S·N simulations: k_mi = (1/S) Σ_s K
+        lse = lse - math.log(num_sims)
 
     if shared:
         output, ess = out[:, 0], 1.0 / sumsq[:, 0]
@@ -301,21 +305,44 @@ def reactive_aggregate(
         offsets = lse.detach() + math.log(num_draws)
 
     top_idx = top_w = None
-    if top_k > 0 and num_sims > 1:
-        # Per group (m, s): online, the global normaliser; offline, draw m's (+ log M). The
-        # 1/S of k_mi cancels in the normalised weights (it is in ``lse`` already).
-        if shared or mode is AggregationMode.ONLINE:
-            total = torch.logsumexp(group_lse.detach(), dim=1, keepdim=True)
-            offsets = total.expand(-1, group_lse.shape[1])
-        else:
-            per_draw = lse.detach() + math.log(num_sims) + math.log(num_draws)
-            offsets = per_draw.repeat_interleave(num_sims, dim=1)
+    if top_k > 0 and grouped:
+        # Top-k sums the weights of an input over groups: one group per (draw m, simulation
+        # s), normalised by the draw's offset, which (``lse`` holding the −log S) gets + log S.
+        keys3 = keys
+        norms2 = key_sq_norms
+        offsets = (offsets + math.log(num_sims)).repeat_interleave(num_sims, dim=1)
     if top_k > 0:
         with torch.no_grad():
             top_idx, top_w = _reference.top_k_inputs(
                 q.detach(), keys3, norms2, inv_var, offsets.detach(), top_k, chunk_size
             )
     return ReactiveAggregate(output, log_normalizer, ess, top_idx, top_w)
+
+
+def _simulation_groups(
+    keys: Tensor | OffsetKeys, norms: Tensor, values: Tensor, num_sims: int, shared: bool
+) -> tuple[Tensor | OffsetKeys, Tensor, Tensor]:
+    """Keys, norms and values for the group statistics of ``S`` simulations per pair.
+
+    Plain keys ``(M·S, N, D)`` are viewed as ``(M, S·N, D)``: one group per draw over its
+    ``S·N`` simulations (``values`` repeated ``S`` times along ``N``), so the streaming
+    log-sum-exp sums over ``s`` and ``i`` at once. ``OffsetKeys`` (their base is ``(N, D)``)
+    keep one group per (draw, simulation), merged afterwards by :func:`_merge_simulations`.
+    """
+    groups, num, dim = keys.shape
+    per_draw = values.mean(dim=0, keepdim=True, dtype=values.dtype) if shared else values
+    if values.dim() == 2:
+        per_draw = values.unsqueeze(0)
+    if isinstance(keys, OffsetKeys):
+        if shared:
+            return keys, norms, per_draw.expand(num_sims, *per_draw.shape[1:])
+        return keys, norms, per_draw.repeat_interleave(num_sims, dim=0)
+    draws = groups // num_sims
+    return (
+        keys.reshape(draws, num_sims * num, dim),
+        norms.reshape(draws, num_sims * num),
+        per_draw.repeat(1, num_sims, 1),
+    )
 
 
 def _merge_simulations(

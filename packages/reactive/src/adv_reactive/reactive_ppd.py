@@ -507,6 +507,7 @@ class ReactivePPD(nn.Module):
         inputs = x.new_empty(num, dim)
         keys = x.new_empty(groups, num, dim, dtype=self._offset_dtype if split else x.dtype)
         outputs: Tensor | None = None
+        batch_size = max(1, batch_size // sims)  # S·batch simulations in flight at once
         bar = tqdm(total=num, desc="ReactivePPD.fit (ABC)", unit="input", disable=disable)
         with eval_mode(model), bar:
             for start in range(0, num, batch_size):
@@ -515,12 +516,17 @@ class ReactivePPD(nn.Module):
                 yb = None if y is None else y[start:stop]
                 flat = xb.reshape(stop - start, dim)
                 inputs[start:stop] = flat
+                # The S simulations of the batch in one call: the batch repeated S times.
+                x_rep = xb.repeat(sims, *([1] * (xb.dim() - 1))) if sims > 1 else xb
+                y_rep = None
+                if yb is not None:
+                    y_rep = yb.repeat(sims, *([1] * (yb.dim() - 1))) if sims > 1 else yb
                 targets = preds if per_draw else [None]
                 for m, target in enumerate(targets):
-                    for s in range(sims):
-                        sim = simulate(self.channel, xb, yb, target, self.generator)
-                        sim = sim.reshape(stop - start, dim)
-                        keys[m * sims + s, start:stop] = sim - flat if split else sim
+                    sim = simulate(self.channel, x_rep, y_rep, target, self.generator)
+                    sim = sim.reshape(sims, stop - start, dim)
+                    block = keys[m * sims : (m + 1) * sims, start:stop]
+                    block.copy_(sim - flat if split else sim)
                 with torch.no_grad():
                     out = forward_samples(model, xb, m_draws, weights=draws, method=self._method)
                 if outputs is None:
