@@ -199,7 +199,7 @@ def nearest_neighbour_bandwidth(
     *,
     quantile: float = 0.5,
     reference_size: int = 512,
-    chunk_size: int = 4096,
+    chunk_size: int = 1024,
     generator: torch.Generator | None = None,
 ) -> float:
     """The :attr:`BandwidthRule.NEAREST_NEIGHBOUR` bandwidth of stored simulations.
