@@ -28,6 +28,7 @@ from adv_reactive.abc import (
 )
 from adv_reactive.binomial import betainc, binomial_test, clopper_pearson_lower
 from adv_reactive.channels import channel_sigma
+from adv_reactive.denoiser import DenoisingPPD, GaussianDenoiser
 from adv_reactive.draw_predictive import DrawPredictive
 from adv_reactive.gaussian_mixture import reactive_gaussian_log_prob
 from adv_reactive.offset_keys import OffsetKeys
@@ -49,7 +50,9 @@ __all__ = [
     "AggregationMode",
     "Backend",
     "Certificate",
+    "DenoisingPPD",
     "DrawPredictive",
+    "GaussianDenoiser",
     "OffsetKeys",
     "PurifiedInputs",
     "ReactiveAggregate",
