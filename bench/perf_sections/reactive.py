@@ -20,7 +20,16 @@ N = 4,096, M = 4, B = 64):
   with shared keys and cached norms, counting its ``2·B·N·D`` matmul flops), with ``cdist``
   for reference;
 * on CUDA, the fused Triton kernel through ``triton.testing.do_bench``: time, TFLOP/s,
-  speedup over the PyTorch path, and the op's peak memory beyond its inputs.
+  speedup over the PyTorch path, and the op's peak memory beyond its inputs;
+* the likelihood-free defence (``abc_pgd``: ``ReactivePPD(..., abc=ABC(simulations=S))``
+  with a PGD channel of ``T`` steps as the simulator; ``--quick``: S = 2, T = 5, else
+  S = 2, T = 10): fit time and inference time against the one-step defence in the same run
+  (ratios), and the bandwidth its rule chose;
+* ABC against the amortised denoiser (:class:`adv_reactive.DenoisingPPD`) on a small
+  synthetic problem (4 Gaussian classes in 16 dimensions, a Bayesian MLP trained by VI,
+  test inputs attacked by the PGD channel under a posterior draw): accuracy and costs of
+  the undefended PPD, the one-step defence, ABC (Gaussian kernel, online and offline; 10
+  nearest simulations) and the denoiser.
 
 The full run fits the defence on 60,000 inputs twice (minutes on a small CPU: the values
 need M·N forward passes of the CNN, the one-step keys M·N gradients).
@@ -35,7 +44,7 @@ from pathlib import Path
 
 import torch
 
-from adv_reactive import ReactivePPD, reactive_aggregate
+from adv_reactive import ABC, DenoisingPPD, ReactivePPD, reactive_aggregate
 from adv_reactive._triton import TRITON_AVAILABLE
 from benchlib.allocator import release_freed_memory
 from benchlib.timing import interleaved_times
@@ -45,6 +54,15 @@ _PREFIX = "reactive"
 SIGMA = 2.0
 EPS = 1.0
 GOALS = {"identity": "<= 3", "one_step": "<= 20", "one_step_bf16": "<= 20"}
+PGD_SIGMA = 0.1
+EPS_SMALL = 1.5
+"""The attack budget (L2) of the small ABC-against-denoiser problem."""
+"""Noise of the PGD channel simulated by the ABC defence (input units)."""
+
+
+def _abc_settings(ctx: Context) -> dict[str, int]:
+    """Simulations per (draw, input) pair and PGD steps of the simulator."""
+    return {"S": 2, "T": 5} if ctx.quick else {"S": 2, "T": 10}
 
 
 def _sizes(ctx: Context) -> dict[str, int]:
@@ -102,19 +120,23 @@ class _PeakMemory:
 
 
 def _fit(ctx: Context, s: dict[str, int], model, d) -> tuple[dict[str, ReactivePPD], list[Figure]]:
-    from adv_channels import GaussianChannel, OneStepChannel
+    from adv_channels import GaussianChannel, OneStepChannel, PGDChannel
 
+    a = _abc_settings(ctx)
+    pgd_channel = PGDChannel(eps=EPS, sigma=PGD_SIGMA, steps=a["T"])
     channels = {
-        "identity": (GaussianChannel(SIGMA), None),
-        "one_step": (OneStepChannel(eps=EPS, sigma=SIGMA), None),
-        "one_step_bf16": (OneStepChannel(eps=EPS, sigma=SIGMA), torch.bfloat16),
+        "identity": (GaussianChannel(SIGMA), None, None),
+        "one_step": (OneStepChannel(eps=EPS, sigma=SIGMA), None, None),
+        "one_step_bf16": (OneStepChannel(eps=EPS, sigma=SIGMA), torch.bfloat16, None),
+        "abc_pgd": (pgd_channel, None, ABC(simulations=a["S"])),
     }
     fitted: dict[str, ReactivePPD] = {}
+    fit_seconds: dict[str, float] = {}
     figs: list[Figure] = []
-    for name, (channel, offset_dtype) in channels.items():
+    for name, (channel, offset_dtype, abc) in channels.items():
         gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
         rppd = ReactivePPD(
-            model, channel, num_samples=s["M"], generator=gen, offset_dtype=offset_dtype
+            model, channel, num_samples=s["M"], generator=gen, offset_dtype=offset_dtype, abc=abc
         )
         with _PeakMemory(ctx.device) as peak:
             t0 = time.perf_counter()
@@ -123,6 +145,7 @@ def _fit(ctx: Context, s: dict[str, int], model, d) -> tuple[dict[str, ReactiveP
                 torch.cuda.synchronize(ctx.device)
             seconds = time.perf_counter() - t0
         fitted[name] = rppd
+        fit_seconds[name] = seconds
         state = [rppd.keys, rppd.key_sq_norms, rppd.values]
         if not rppd.shared_keys:
             state.append(rppd.inputs)
@@ -154,6 +177,22 @@ def _fit(ctx: Context, s: dict[str, int], model, d) -> tuple[dict[str, ReactiveP
                     note=f"peak memory of fit beyond what existed before ({what})",
                 )
             )
+    figs += [
+        Figure(
+            f"{_PREFIX}.abc_pgd.fit_vs_one_step",
+            fit_seconds["abc_pgd"] / fit_seconds["one_step"],
+            "x",
+            note=f"ABC fit (PGD simulator, T={a['T']} steps, S={a['S']} simulations per pair) "
+            "vs the one-step defence's fit, same N and M",
+        ),
+        Figure(
+            f"{_PREFIX}.abc_pgd.bandwidth",
+            float(fitted["abc_pgd"].sigma or 0.0),
+            "",
+            note="h chosen by the nearest-neighbour rule (median distance between a simulation "
+            "and its nearest other simulation)",
+        ),
+    ]
     return fitted, figs
 
 
@@ -168,6 +207,8 @@ def run(ctx: Context) -> list[Figure]:
     fitted, figs = _fit(ctx, s, model, d)
     identity, one_step = fitted["identity"], fitted["one_step"]
     one_step_bf16 = fitted["one_step_bf16"]
+    abc_pgd = fitted["abc_pgd"]
+    a = _abc_settings(ctx)
 
     x_test = d["x_test"]
     q = x_test.flatten(1)
@@ -201,6 +242,8 @@ def run(ctx: Context) -> list[Figure]:
         "one_step.offline": infer(one_step, "offline"),
         "one_step_bf16.online": infer(one_step_bf16, "online"),
         "one_step_bf16.offline": infer(one_step_bf16, "offline"),
+        "abc_pgd.online": infer(abc_pgd, "online"),
+        "abc_pgd.offline": infer(abc_pgd, "offline"),
         "standard.grad": attack_step(ppd),
         "identity.grad": attack_step(identity),
         "matmul": lambda: q @ keys.T,
@@ -209,11 +252,12 @@ def run(ctx: Context) -> list[Figure]:
             q, keys, mean_values, sigma=SIGMA, key_sq_norms=norms, backend=backend
         ),
     }
-    identity.mode = one_step.mode = one_step_bf16.mode = "online"
+    identity.mode = one_step.mode = one_step_bf16.mode = abc_pgd.mode = "online"
     t = interleaved_times(fns, repeats=ctx.repeats, device=ctx.device, statistic=ctx.statistic)
 
-    for name in ("identity", "one_step", "one_step_bf16"):
+    for name in ("identity", "one_step", "one_step_bf16", "abc_pgd"):
         keys_n = s["N"] if name == "identity" else s["M"] * s["N"]
+        keys_n *= a["S"] if name == "abc_pgd" else 1
         keys_what = f"{keys_n} keys" + (", bfloat16 offsets" if name.endswith("bf16") else "")
         for mode in ("online", "offline"):
             key = f"{name}.{mode}"
@@ -233,6 +277,16 @@ def run(ctx: Context) -> list[Figure]:
                     note=f"ReactivePPD forward, {name} channel, {mode}, no grad, {size}",
                 ),
             ]
+    figs += [
+        Figure(
+            f"{_PREFIX}.abc_pgd.{mode}_vs_one_step",
+            t[f"abc_pgd.{mode}"] / t[f"one_step.{mode}"],
+            "x",
+            note=f"ABC inference ({mode}, {s['M'] * a['S'] * s['N']} simulation keys) vs the "
+            f"one-step defence ({s['M'] * s['N']} keys), same round-robin",
+        )
+        for mode in ("online", "offline")
+    ]
     figs += [
         Figure(
             f"{_PREFIX}.standard.ms_per_input",
@@ -289,6 +343,118 @@ def run(ctx: Context) -> list[Figure]:
             "values": one_step.values,
         }
         figs.extend(_cuda_figures(ctx, s, cuda_data, SIGMA))
+    figs.extend(_abc_vs_denoiser(ctx))
+    return figs
+
+
+def _abc_vs_denoiser(ctx: Context) -> list[Figure]:
+    """Accuracy and cost of ABC against the amortised denoiser on a small synthetic problem.
+
+    4 classes, inputs ``x = 1.5 e_c + 0.15 ξ`` in 16 dimensions (N = 512 training, 256 test
+    inputs), a Bayesian MLP (16-32-4) trained by VI; the test inputs are attacked by the PGD
+    channel (L2, ``ε = 1.5``, 10 steps, ``σ = 0.05``, unbounded inputs) under one posterior
+    draw, the simulator's own law (the attack the defences were fitted for).
+    """
+    import torch.nn.functional as F
+    from torch import nn
+
+    import bnn_core
+    from adv_channels import OneStepChannel, PGDChannel
+    from adv_reactive import DrawPredictive
+
+    dev = ctx.device
+    gen = torch.Generator().manual_seed(ctx.seed)
+    dim, classes, n_train, n_test, m_draws = 16, 4, 512, 256, 4
+
+    def data(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.randint(0, classes, (n,), generator=gen)
+        x = 1.5 * F.one_hot(y, dim).float() + 0.15 * torch.randn(n, dim, generator=gen)
+        return x.to(dev), y.to(dev)
+
+    x_train, y_train = data(n_train)
+    x_test, y_test = data(n_test)
+    torch.manual_seed(ctx.seed)
+    model = nn.Sequential(
+        bnn_core.BayesLinear(dim, 32, init_sigma=0.05),
+        nn.ReLU(),
+        bnn_core.BayesLinear(32, classes, init_sigma=0.05),
+    ).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(300):
+        logits = bnn_core.forward_samples(model, x_train, 2)
+        loss = F.cross_entropy(logits.flatten(0, 1), y_train.repeat(2))
+        loss = loss + bnn_core.kl_divergence(model) / n_train
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.requires_grad_(False)
+
+    channel = PGDChannel(eps=EPS_SMALL, sigma=0.05, steps=10, clamp=None)
+    draws = bnn_core.sample_weights(model, 1, torch.Generator(device=dev).manual_seed(99))
+    x_adv = channel.sample(
+        x_test, y_test, DrawPredictive(model, draws, 0), generator=torch.Generator(dev)
+    )
+
+    def timed(fn: Callable[[], object]) -> tuple[object, float]:
+        t0 = time.perf_counter()
+        out = fn()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        return out, time.perf_counter() - t0
+
+    def seeded() -> torch.Generator:
+        return torch.Generator(device=dev).manual_seed(ctx.seed)
+
+    defences: dict[str, Callable[[], Callable[[torch.Tensor], torch.Tensor]]] = {
+        "undefended": lambda: bnn_core.PosteriorPredictive(model, m_draws),
+        "one_step": lambda: ReactivePPD(
+            model,
+            OneStepChannel(eps=EPS_SMALL, sigma=0.3, clamp=None),
+            num_samples=m_draws,
+            generator=seeded(),
+        ).fit(x_train, y_train),
+        "abc_online": lambda: ReactivePPD(
+            model, channel, num_samples=m_draws, generator=seeded(), abc=ABC(simulations=4)
+        ).fit(x_train, y_train),
+        "abc_offline": lambda: ReactivePPD(
+            model,
+            channel,
+            mode="offline",
+            num_samples=m_draws,
+            generator=seeded(),
+            abc=ABC(simulations=4),
+        ).fit(x_train, y_train),
+        "abc_knn": lambda: ReactivePPD(
+            model,
+            channel,
+            num_samples=m_draws,
+            generator=seeded(),
+            abc=ABC(simulations=4, kernel="nearest", k=10),
+        ).fit(x_train, y_train),
+        "denoiser": lambda: DenoisingPPD(
+            model, channel, num_samples=m_draws, epochs=20, hidden=64, generator=seeded()
+        ).fit(x_train, y_train),
+    }
+    figs: list[Figure] = []
+    what = f"4 Gaussian classes, D={dim}, N={n_train}, M={m_draws}, {n_test} PGD test inputs"
+    for name, build in defences.items():
+        predictor, fit_s = timed(build)
+        with torch.no_grad():
+            log_probs, predict_s = timed(lambda p=predictor: p(x_adv))
+            clean = predictor(x_test)
+        acc = float((log_probs.argmax(1) == y_test).float().mean())
+        clean_acc = float((clean.argmax(1) == y_test).float().mean())
+        figs += [
+            Figure(f"{_PREFIX}.small.{name}.pgd_accuracy", acc, "", note=f"{name}, {what}"),
+            Figure(f"{_PREFIX}.small.{name}.clean_accuracy", clean_acc, "", note=f"{name}, clean"),
+            Figure(f"{_PREFIX}.small.{name}.fit_s", fit_s, "s", note=f"{name}: fit time"),
+            Figure(
+                f"{_PREFIX}.small.{name}.predict_ms_per_input",
+                1e3 * predict_s / n_test,
+                "ms",
+                note=f"{name}: prediction time per test input (batch {n_test}, no grad)",
+            ),
+        ]
     return figs
 
 
