@@ -27,7 +27,14 @@ def _run(case: dict) -> dict:
         return {"lse": lse, "out": out, "sumsq": sumsq}
     x = q.clone().requires_grad_(case["grad"])
     res = ops.reactive_aggregate(
-        x, k, v, sigma=case["sigma"], mode=case["mode"], top_k=case["top_k"], backend="triton"
+        x,
+        k,
+        v,
+        sigma=case["sigma"],
+        mode=case["mode"],
+        top_k=case["top_k"],
+        backend="triton",
+        simulations=case.get("simulations", 1),
     )
     got = {name: val for name, val in res._asdict().items() if val is not None}
     if case["grad"]:

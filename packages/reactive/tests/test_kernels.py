@@ -118,6 +118,24 @@ def _all_cases(problem) -> dict[str, dict]:
             "top_k": 0,
             "grad": False,
         }
+    # ABC: S = 3 simulations per (draw, input) pair, per draw and shared by the draws.
+    gen = torch.Generator().manual_seed(7)
+    for shared in (False, True):
+        keys = torch.rand(3 if shared else 6, 50, 9, generator=gen, dtype=torch.float64)
+        values = torch.softmax(torch.randn(2, 50, 4, generator=gen, dtype=torch.float64), -1)
+        queries = keys[0, :5] + 0.2 * torch.randn(5, 9, generator=gen, dtype=torch.float64)
+        for mode in MODES:
+            cases[f"simulations-{'shared' if shared else 'per_draw'}-{mode}"] = {
+                "kind": "aggregate",
+                "queries": queries,
+                "keys": keys,
+                "values": values,
+                "sigma": SIGMA,
+                "mode": mode,
+                "top_k": 3,
+                "grad": True,
+                "simulations": 3,
+            }
     return cases
 
 
@@ -249,3 +267,22 @@ def test_gpu_memory_stays_bounded() -> None:
         torch.cuda.synchronize()
         extra = torch.cuda.max_memory_allocated() - base
         assert extra < 256 * 2**20, (backend, extra)  # keys alone are 1.9 GB
+
+
+@needs_interpreter
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("layout", ["per_draw", "shared"])
+def test_interpreter_with_simulations_matches_torch(interpreted, layout: str, mode: str) -> None:
+    """The likelihood-free (ABC) keys run through the same kernel: S keys per pair."""
+    got = _get(interpreted, f"simulations-{layout}-{mode}")
+    case = got["case"]
+    q, k, v = case["queries"], case["keys"], case["values"]
+    kwargs = {"sigma": SIGMA, "mode": mode, "simulations": 3}
+    want = reactive_aggregate(q, k, v, top_k=3, backend="torch", **kwargs)
+    for name in ("output", "log_normalizer", "ess", "top_k_weights"):
+        torch.testing.assert_close(got[name], getattr(want, name), atol=1e-12, rtol=1e-10)
+    assert torch.equal(got["top_k_indices"], want.top_k_indices)
+    x = q.clone().requires_grad_()
+    out = reactive_aggregate(x, k, v, backend="torch", **kwargs).output
+    (want_grad,) = torch.autograd.grad(out[:, 0].sum(), x)
+    torch.testing.assert_close(got["grad"], want_grad, atol=1e-12, rtol=1e-10)

@@ -10,9 +10,9 @@ The reactive PPD (SPEC §5) weights the training inputs by the channel density
 * :class:`~adv_channels.OneStepChannel`: ``μ_mi = x_i + ε g_mi / ‖g_mi‖``, one key
   per draw (``needs_target`` is True).
 
-Channels known only as simulators (PGD) or point masses (``σ = 0``) have no density: the
-reactive defence would then need likelihood-free inference (e.g. ABC), which the paper leaves
-open. Mixtures and learned channels (per-element ``σ``) are not supported.
+Channels known only as simulators (PGD) or point masses (``σ = 0``) have no density, and
+mixtures and learned channels (per-element ``σ``) are not isotropic: for all of them the
+reactive defence uses likelihood-free (ABC) weights instead (:class:`adv_reactive.ABC`).
 """
 
 from __future__ import annotations
@@ -69,15 +69,15 @@ def channel_sigma(channel: object) -> float:
         raise ValueError(
             f"channel {name} has no density (has_density is False: it is known only as a "
             "simulator): the reactive defence weights training inputs by p(x' | x_i, beta_m), "
-            "which for such a channel needs likelihood-free inference (e.g. ABC; SPEC §5, left "
-            "open by the paper). Use a Gaussian channel: GaussianChannel / IdentityChannel "
-            "(sigma > 0) or OneStepChannel (sigma > 0)"
+            "which for such a channel needs likelihood-free inference: pass abc=ABC(...) "
+            "(adv_reactive.ABC) to simulate it, or use a Gaussian channel: GaussianChannel / "
+            "IdentityChannel (sigma > 0) or OneStepChannel (sigma > 0)"
         )
     if not (gaussian and scalar):
         raise ValueError(
             f"channel {name} is not supported: the reactive defence needs an isotropic Gaussian "
             "channel N(x'; mu(x, beta), sigma^2 I) with a fixed scalar sigma (GaussianChannel, "
-            "IdentityChannel, OneStepChannel)"
+            "IdentityChannel, OneStepChannel); for any other channel pass abc=ABC(...)"
         )
     return float(sigma)
 

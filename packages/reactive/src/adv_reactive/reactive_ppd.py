@@ -67,8 +67,8 @@ class ReactivePPD(nn.Module):
     every draw (``N`` keys; online and offline then coincide);
     :class:`~adv_channels.OneStepChannel` gives ``μ_mi = x_i + ε g_mi / ‖g_mi‖``, a
     one-step attack of ``x_i`` under draw ``m`` alone (``M·N`` keys). ``σ`` is the channel's
-    noise scale. Channels without a density (PGD, point masses) are rejected: they would need
-    likelihood-free inference.
+    noise scale. Channels without a density (PGD, point masses, mixtures and learned
+    channels) need likelihood-free weights: pass ``abc=ABC(...)`` (below).
 
     The object implements the *predictive protocol* (docs/architecture.md): calling it on
     ``x'`` returns ``(B, C)`` log-probabilities of the reactive PPD (classification) or the
