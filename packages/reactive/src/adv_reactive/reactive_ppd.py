@@ -749,7 +749,12 @@ class ReactivePPD(nn.Module):
         )
 
     def _predict_nearest(self, q: Tensor, top_k: int) -> ReactivePrediction:
-        """The ``k``-nearest-simulations ABC predictive (no gradient, no top-k inputs)."""
+        """The ``k``-nearest-simulations ABC predictive (no gradient, no top-k inputs).
+
+        ``log_normalizer`` is the log of how many accepted simulations each draw supplied,
+        ``draw_weights`` their share (online; offline each draw supplies ``k``) and
+        ``log_marginal_likelihood`` the log of that share; ``ess`` the number accepted.
+        """
         abc = self._abc
         assert abc is not None
         if top_k:
@@ -781,7 +786,7 @@ class ReactivePPD(nn.Module):
             var=var,
             ess=k_used,
             log_normalizer=log_counts,
-            log_marginal_likelihood=log_counts - math.log(k_used.max().clamp_min(1.0)),
+            log_marginal_likelihood=log_counts - counts.sum(dim=1, keepdim=True).log(),
             draw_weights=counts / counts.sum(dim=1, keepdim=True),
         )
 
