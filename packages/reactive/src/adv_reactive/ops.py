@@ -234,6 +234,7 @@ def reactive_aggregate(
     stacked_shared = (  # (1, N, D) keys with (N, C) values: one simulation shared by the draws
         isinstance(raw_keys, Tensor)
         and raw_keys.dim() == 3
+        and raw_keys.shape[0] == 1
         and isinstance(values, Tensor)
         and values.dim() == 2
     )
@@ -388,9 +389,9 @@ def _check_simulation_shapes(
     if groups == num_sims:
         return True, values.shape[0] if values.dim() == 3 else 1
     raise ValueError(
-        f"values {tuple(values.shape)} do not match keys {tuple(raw.shape)} with "
-        f"simulations={num_sims}: expected values (M, N, C) with M·S = {groups} or keys "
-        f"(S, N, D) shared by every draw"
+        f"values must have shape (M, N, C) with M·S = {groups} (or keys (S, N, D) shared by "
+        f"every draw) with simulations={num_sims}: values {tuple(values.shape)} do not match "
+        f"keys {tuple(raw.shape)}"
     )
 
 
