@@ -355,9 +355,13 @@ def test_nearest_neighbour_bandwidth_matches_the_brute_force():
         assert h == pytest.approx(float(torch.quantile(d, q)), rel=1e-9)
     sub = nearest_neighbour_bandwidth(keys, squared_norms(keys), reference_size=20)
     assert float(d.min()) <= sub <= float(d.max())
-    with pytest.raises(ValueError, match="bandwidth is 0"):
-        same = torch.zeros(1, 3, 2, dtype=torch.float64)
-        nearest_neighbour_bandwidth(same, squared_norms(same))
+    # exact copies (an identity component simulated under every draw) are not neighbours
+    copies = torch.cat([keys, keys[:1]])
+    h = nearest_neighbour_bandwidth(copies, squared_norms(copies), quantile=1.0)
+    assert h == pytest.approx(float(d.max()), rel=1e-9)
+    with pytest.raises(ValueError, match="every simulation coincides"):
+        same = torch.ones(2, 3, 2, dtype=torch.float64).cumsum(1)[:, :1].expand(2, 3, 2)
+        nearest_neighbour_bandwidth(same.contiguous(), squared_norms(same.contiguous()))
 
 
 def test_bandwidth_rule_shrinks_as_simulations_grow(reactive_models):

@@ -66,7 +66,8 @@ class BandwidthRule(StrEnum):
 
     NEAREST_NEIGHBOUR = "nearest_neighbour"
     """``h`` = the ``quantile`` (default the median) of the distances from a random subset of
-    the simulations to their nearest other simulation. It is the scale at which an ``x'``
+    the simulations to their nearest other simulation (exact copies, e.g. the identity
+    component of a mixture under every draw, excluded). It is the scale at which an ``x'``
     drawn by the channel sits from the simulations around it, and it shrinks as ``S`` (and
     ``N``, ``M``) grows: ``h → 0`` and ``S → ∞`` together."""
 
@@ -220,7 +221,7 @@ def nearest_neighbour_bandwidth(
 
     Raises:
         ValueError: With fewer than two simulations, or if every simulation coincides with
-            another one (``h`` would be 0: pass ``ABC(bandwidth=...)``).
+            another one (exact copies are not neighbours: pass ``ABC(bandwidth=...)``).
 
     Examples:
         >>> keys = torch.tensor([[[0.0], [1.0], [3.0]]])
@@ -242,6 +243,7 @@ def nearest_neighbour_bandwidth(
         ]
     )
     ref_sq = key_sq_norms[ref_g, ref_i].to(dtype)
+    rel_tol = 1e-12 if dtype == torch.float64 else 1e-5
     best = ref_sq.new_full((count,), math.inf)
     for g in range(groups):
         for start in range(0, num, chunk_size):
@@ -251,15 +253,19 @@ def nearest_neighbour_bandwidth(
             self_hit = (ref_g == g)[:, None] & (
                 ref_i[:, None] == torch.arange(start, stop, device=ref_i.device)[None]
             )
-            d2 = d2.masked_fill(self_hit, math.inf).clamp_min_(0.0)
+            # Exact copies (the simulation itself, an identity component's x_i under every
+            # draw) say nothing about the spread: they are not neighbours. ``tol`` covers the
+            # rounding of the GEMM expansion.
+            tol = rel_tol * (ref_sq[:, None] + key_sq_norms[g, start:stop].to(dtype)[None])
+            d2 = d2.masked_fill(self_hit | (d2 <= tol), math.inf)
             best = torch.minimum(best, d2.amin(dim=1))
-    h = float(torch.quantile(best.sqrt().double(), quantile))
-    if not h > 0:
+    found = best[torch.isfinite(best)]
+    if found.numel() == 0:
         raise ValueError(
-            "the nearest-neighbour bandwidth is 0 (simulations coincide, e.g. a deterministic "
-            "channel without noise): pass ABC(bandwidth=h) with h > 0"
+            "the nearest-neighbour bandwidth is undefined: every simulation coincides with "
+            "another one (a deterministic channel without noise?): pass ABC(bandwidth=h), h > 0"
         )
-    return h
+    return float(torch.quantile(found.sqrt().double(), quantile))
 
 
 def nearest_simulations(
