@@ -472,3 +472,23 @@ def test_abc_regression_predicts_moments_but_refuses_the_exact_log_density(react
         torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="not available with abc"):
         rppd.log_prob(x[:2], y[:2])
+
+
+def test_bfloat16_offsets_and_an_adaptive_attack_through_the_abc_predictive(reactive_models):
+    from adv_attacks import pgd
+
+    model = reactive_models["classification"]()
+    x, y = _train()
+    channel = PGDChannel(eps=0.3, sigma=0.05, steps=2)
+    abc = ABC(simulations=2, bandwidth=0.3)
+    full = ReactivePPD(model, channel, num_samples=2, generator=_gen(2), abc=abc).fit(x, y)
+    split = ReactivePPD(
+        model, channel, num_samples=2, generator=_gen(2), abc=abc, offset_dtype=torch.bfloat16
+    ).fit(x, y)
+    assert split.offset_keys and split.keys.dtype == torch.bfloat16
+    # same simulations, stored as bfloat16 offsets from the inputs: within the stated bound
+    torch.testing.assert_close(split.keys.double() + split.inputs, full.keys, atol=2e-3, rtol=0)
+    torch.testing.assert_close(split(x[:4]).exp(), full(x[:4]).exp(), atol=2e-2, rtol=0)
+    x_adv = pgd(full, x[:4], y[:4], eps=0.2, steps=3)  # gradients reach x' through the kernel
+    assert bool(((x_adv - x[:4]).flatten(1).norm(dim=1) <= 0.2 + 1e-9).all())
+    assert not torch.equal(x_adv, x[:4])
