@@ -205,6 +205,21 @@ GUARDED = (
     "adversary_lr",
     "seed",
 )
+TRAINING_SETTINGS = (
+    "data",
+    "train_size",
+    "epochs",
+    "batch_size",
+    "lr",
+    "lr_decay",
+    "train_eps",
+    "sigma",
+    "sigma0",
+    "at_pgd_steps",
+    "adversary_lr",
+    "seed",
+)
+"""The guarded settings the trained models depend on (other scripts reuse a run's models)."""
 ADDED_SETTINGS = {"adversary_lr": RECIPE_ADVERSARY_LR}
 """Guarded settings added after the first release, with the value runs made before had."""
 
@@ -278,6 +293,19 @@ def train_specs(profile: Profile, names: list[str]) -> list[TrainSpec]:
             )
         )
     return specs
+
+
+def fit_reactive(
+    bl: torch.nn.Module, data: dict[str, Tensor], profile: Profile, device: torch.device
+) -> ReactivePPD:
+    """onPure/offPure: the reactive PPD of BL with the profile's one-step channel density."""
+    channel = OneStepChannel(eps=profile.reactive_eps, sigma=profile.reactive_sigma)
+    return ReactivePPD(
+        bl,
+        channel,
+        num_samples=profile.reactive_samples,
+        generator=torch.Generator(device=device).manual_seed(profile.seed),
+    ).fit(data["x_train"].to(device), data["y_train"].to(device))
 
 
 # ---------------------------------------------------------------------------------------
@@ -744,13 +772,7 @@ def main(argv: list[str] | None = None) -> int:
     reactive = None
     if any(m in REACTIVE for m in args.models):
         t0 = time.perf_counter()
-        channel = OneStepChannel(eps=profile.reactive_eps, sigma=profile.reactive_sigma)
-        reactive = ReactivePPD(
-            models["BL"],
-            channel,
-            num_samples=profile.reactive_samples,
-            generator=torch.Generator(device=device).manual_seed(profile.seed),
-        ).fit(data["x_train"].to(device), data["y_train"].to(device))
+        reactive = fit_reactive(models["BL"], data, profile, device)
         wall["reactive_fit"] = time.perf_counter() - t0
         print(
             f"  onPure/offPure: fitted on {len(data['x_train'])} inputs "
