@@ -18,7 +18,6 @@ TINY = [
     "--models",
     "BL",
     "MIX",
-    "AT",
     "onPure",
     "offPure",
     "--eps",
@@ -69,7 +68,7 @@ def test_writes_rows_tables_figures_and_comparison(tiny_run):
     assert {"config", "provenance", "wall_times_s", "rows"} <= set(payload)
     rows = payload["rows"]
     models = {r["model"] for r in rows}
-    assert models == {"BL", "MIX", "AT", "onPure", "offPure", "onPure (adaptive)",
+    assert models == {"BL", "MIX", "onPure", "offPure", "onPure (adaptive)",
                       "offPure (adaptive)"}  # fmt: skip
     assert {(r["attack"], r["eps"]) for r in rows} == {("Clean", 0.0), (selective.ATTACK, 1.0)}
     assert {r["seed"] for r in rows} == {0, 1}
