@@ -8,8 +8,8 @@ accuracy under PGD (L2), mean (std) over training seeds, and the training time o
 ``model`` is ``"<bound> K=<K>"``, ``seed`` the training seed), ``tables.md``,
 ``table5_bounds.png`` and ``paper_vs_ours.md``.
 
-Profiles: ``quick`` (K in {1, 5}, two training seeds, 1,000 images of the embedded MNIST
-sample for 6 epochs, 300 test images: about 15 minutes on a 2-core CPU) and ``paper``
+Profiles: ``quick`` (K in {1, 5}, two training seeds, 600 images of the embedded MNIST
+sample for 5 epochs, 200 test images: about 15 minutes on a 2-core CPU) and ``paper``
 (K in {1, 5, 10, 50}, three seeds, full MNIST for 20 epochs, 1,000 test images).
 """
 
@@ -83,12 +83,12 @@ PROFILES = {
     "quick": Profile(
         name="quick",
         data="sample",
-        train_size=1000,
-        test_size=300,
+        train_size=600,
+        test_size=200,
         ks=(1, 5),
         bounds=BOUNDS,
         seeds=(0, 1),
-        epochs=6,
+        epochs=5,
         batch_size=64,
         lr=1e-3,
         lr_decay=0.95,
