@@ -12,6 +12,8 @@ from .conftest import _load_script  # noqa: E402
 
 TINY = [
     "--no-progress",
+    "--threads",
+    "1",
     "--set",
     "ks=1,2",
     "seeds=0",
@@ -23,7 +25,7 @@ TINY = [
 ]
 
 
-def test_tiny_run_writes_table5_and_reuses_models(tmp_path, monkeypatch):
+def test_tiny_run_writes_table5_and_reuses_models(tmp_path, monkeypatch, restore_torch_threads):
     bounds = _load_script("bounds")
     argv = ["--out", str(tmp_path), "--run", "tiny", *TINY]
     assert bounds.main(argv) == 0

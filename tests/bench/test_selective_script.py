@@ -14,6 +14,8 @@ from .conftest import _load_script  # noqa: E402
 
 TINY = [
     "--no-progress",
+    "--threads",
+    "1",
     "--no-verify",
     "--models",
     "BL",
