@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("mlxtend")
 
@@ -60,8 +61,10 @@ def tiny_run(tmp_path_factory, fashion_root):
     out = tmp_path_factory.mktemp("selective")
     selective = _load_script("selective")
     argv = ["--out", str(out), "--run", "tiny", "--data-dir", str(fashion_root), *TINY]
+    threads = torch.get_num_threads()
     assert selective.main(argv) == 0
-    return selective, out / "tiny", argv
+    yield selective, out / "tiny", argv
+    torch.set_num_threads(threads)
 
 
 def test_writes_rows_tables_figures_and_comparison(tiny_run):
