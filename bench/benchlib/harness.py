@@ -334,6 +334,8 @@ def run_grid(
     *,
     progress: bool = True,
     desc: str = "evaluating",
+    prefix: dict[str, Any] | None = None,
+    leave: bool = True,
 ) -> float:
     """Score every task not yet in ``store`` and store its row as soon as it exists.
 
@@ -344,20 +346,23 @@ def run_grid(
         store: Where rows go (resumable: tasks already stored are skipped).
         progress: Show a progress bar.
         desc: Its label.
+        prefix: Entries written before the row identity (e.g. ``{"dataset": "wine"}``).
+        leave: Keep the finished progress bar on screen.
 
     Returns:
         The wall time spent (seconds).
     """
     todo = [t for t in tasks if row_key(*t) not in store]
     start = time.perf_counter()
-    bar = tqdm(todo, desc=desc, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(todo, desc=desc, disable=not progress, dynamic_ncols=True, leave=leave)
     for task in bar:
         model, attack, eps, seed = task
-        bar.set_postfix_str(f"{model} {attack} ε={eps:g} set {seed}")
+        bar.set_postfix_str(f"{model} {attack} ε={eps:g}" + ("" if prefix else f" set {seed}"))
         t0 = time.perf_counter()
         values = score(task)
         store.add(
             {
+                **(prefix or {}),
                 "model": model,
                 "attack": attack,
                 "eps": eps,
