@@ -14,7 +14,7 @@ match, trains only what is missing, and writes ``results/selective/<run>/``: ``r
 ``paper_vs_ours.md``.
 
 Profiles: ``quick`` (the models of ``bench/mnist.py --profile quick``, two test sets of
-100 + 100 images, 5 posterior draws, 50-step attacks at L2 strengths 1, 2, 3) and ``paper``
+50 + 50 images, 5 posterior draws, 50-step attacks at L2 strengths 1, 2, 3) and ``paper``
 (the models of the paper profile, three test sets of 1000 + 1000, the paper's strengths).
 Fashion-MNIST is read from ``--data-dir``, ``$ADVBAYES_DATA`` or the user cache.
 """
@@ -90,7 +90,7 @@ PROFILES = {
     "quick": Profile(
         name="quick",
         training="quick",
-        test_size=100,
+        test_size=50,
         num_test_sets=2,
         eval_samples=5,
         eps_grid=(1.0, 2.0, 3.0),
