@@ -11,10 +11,10 @@ dataset and measurement, with the back end and device), ``tables.md``, ``table6_
 and ``paper_vs_ours.md``.
 
 Profiles: ``quick`` (two epochs on the 4,000 training images of the embedded MNIST sample
-and on the regression sets, a minute or two on a 2-core CPU) and ``paper`` (full MNIST; the epochs of
-``bench/mnist.py`` and ``bench/regression.py``'s paper profiles). The regression sets are read
-from ``--data-dir``, ``$ADVBAYES_DATA`` or the user cache; a missing one is skipped with the
-loader's message.
+and on the regression sets, a few minutes on a 2-core CPU) and ``paper`` (full MNIST; the
+epochs of ``bench/mnist.py`` and ``bench/regression.py``'s paper profiles). The regression
+sets are read from ``--data-dir``, ``$ADVBAYES_DATA`` or the user cache; a missing one is
+skipped with the loader's message.
 """
 
 from __future__ import annotations
