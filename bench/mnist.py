@@ -15,13 +15,8 @@ models and evaluation rows are cached in the run directory: rerunning resumes.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import hashlib
 import inspect
-import json
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,39 +25,32 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tqdm.auto import tqdm  # noqa: E402
-
 from adv_channels import OneStepChannel  # noqa: E402
 from adv_reactive import ReactivePPD  # noqa: E402
 from benchlib import paper  # noqa: E402
-from benchlib.cli import (  # noqa: E402
-    add_run_arguments,
-    apply_allocator,
-    apply_threads,
-    parse_setting,
+from benchlib.evaluate import ATTACK_FUNCTIONS, ATTACKS, AttackSettings, attack  # noqa: E402
+from benchlib.experiment import RunDirectory, TrainSpec  # noqa: E402
+from benchlib.harness import (  # noqa: E402
+    Session,
+    apply_overrides,
+    run_grid,
+    script_parser,
+    select_profile,
 )
-from benchlib.evaluate import ATTACKS, AttackSettings, attack  # noqa: E402
-from benchlib.experiment import (  # noqa: E402
-    REPO,
-    RunDirectory,
-    TrainSpec,
-    config_dict,
-    resolve_device,
-    train_or_load,
-)
-from benchlib.meta import provenance  # noqa: E402
+from benchlib.regression_eval import stable_generator  # noqa: E402
 from benchlib.report import (  # noqa: E402
+    grid_table,
     plot_metric_vs_strength,
     plot_predictive_distributions,
     summarise,
     table_at_strength,
     table_over_strengths,
 )
-from benchlib.results import RowStore, row_key, write_results  # noqa: E402
+from benchlib.results import RowStore  # noqa: E402
+from benchlib.zoo import MNIST_MODELS, mnist_train_specs, proactive, reactive  # noqa: E402
 from bnn_core import (  # noqa: E402
     PosteriorPredictive,
     accuracy,
-    mnist_cnn,
     nll,
     predictive_entropy,
 )
@@ -70,12 +58,13 @@ from robust_vi import recipe  # noqa: E402
 
 RECIPE_ADVERSARY_LR: float = inspect.signature(recipe).parameters["adversary_lr"].default
 """robust_vi's default generator learning rate: what NN/NN50 used before it was a setting."""
-PROACTIVE = ("BL", "OS", "OS50", "MIX", "NN", "NN50", "AT", "AT-PGD")
-REACTIVE = ("onPure", "offPure")
-MODELS = ("BL", "OS", "OS50", "MIX", "NN", "NN50", "onPure", "offPure", "AT", "AT-PGD")
-"""Every model, in the paper's table order (AT-PGD is the appendix's multi-step AT)."""
+PROACTIVE = proactive(MNIST_MODELS)
+REACTIVE = reactive(MNIST_MODELS)
+MODELS = tuple(MNIST_MODELS)
+"""Every model, in the paper's table order (AT-PGD is the appendix's multi-step AT); declared
+in :data:`benchlib.zoo.MNIST_MODELS` (adding a model is one entry there)."""
 ADAPTIVE_SUFFIX = " (adaptive)"
-POINT_ESTIMATES = ("AT", "AT-PGD")
+POINT_ESTIMATES = tuple(k for k, v in MNIST_MODELS.items() if v.point_estimate)
 
 
 @dataclass(frozen=True)
@@ -205,6 +194,21 @@ GUARDED = (
     "adversary_lr",
     "seed",
 )
+TRAINING_SETTINGS = (
+    "data",
+    "train_size",
+    "epochs",
+    "batch_size",
+    "lr",
+    "lr_decay",
+    "train_eps",
+    "sigma",
+    "sigma0",
+    "at_pgd_steps",
+    "adversary_lr",
+    "seed",
+)
+"""The guarded settings the trained models depend on (other scripts reuse a run's models)."""
 ADDED_SETTINGS = {"adversary_lr": RECIPE_ADVERSARY_LR}
 """Guarded settings added after the first release, with the value runs made before had."""
 
@@ -247,48 +251,29 @@ def load_data(profile: Profile, data_dir: Path | None, download: bool) -> dict[s
 
 
 def train_specs(profile: Profile, names: list[str]) -> list[TrainSpec]:
-    """The recipes of the proactive models (SPEC §3, §4, §6)."""
-    common = {
-        "epochs": profile.epochs,
-        "lr": profile.lr,
-        "lr_decay": profile.lr_decay,
-        "batch_size": profile.batch_size,
-        "seed": profile.seed,
-    }
-    eps, sigma, adv_lr = profile.train_eps, profile.sigma, profile.adversary_lr
-    recipes = {
-        "BL": recipe("BL"),
-        "OS": recipe("OS", eps=eps, sigma=sigma),
-        "OS50": recipe("OS50", eps=eps, sigma=sigma),
-        "MIX": recipe("MIX", eps=eps, sigma=sigma, sigma0=profile.sigma0),
-        "NN": recipe("NN", eps=eps, sigma=sigma, input_shape=(1, 28, 28), adversary_lr=adv_lr),
-        "NN50": recipe("NN50", eps=eps, sigma=sigma, input_shape=(1, 28, 28), adversary_lr=adv_lr),
-        "AT": recipe("AT", eps=eps),
-        "AT-PGD": recipe("AT-PGD", eps=eps, pgd_steps=profile.at_pgd_steps),
-    }
-    specs = []
-    for name in names:
-        bayesian = name not in POINT_ESTIMATES
-        specs.append(
-            TrainSpec(
-                name=name,
-                build=lambda bayesian=bayesian: mnist_cnn(bayesian=bayesian),
-                recipe=recipes[name],
-                **common,
-            )
-        )
-    return specs
+    """The training specifications of the proactive models (recipes: :mod:`benchlib.zoo`)."""
+    return mnist_train_specs(profile, names)
+
+
+def fit_reactive(
+    bl: torch.nn.Module, data: dict[str, Tensor], profile: Profile, device: torch.device
+) -> ReactivePPD:
+    """onPure/offPure: the reactive PPD of BL with the profile's one-step channel density."""
+    channel = OneStepChannel(eps=profile.reactive_eps, sigma=profile.reactive_sigma)
+    return ReactivePPD(
+        bl,
+        channel,
+        num_samples=profile.reactive_samples,
+        generator=torch.Generator(device=device).manual_seed(profile.seed),
+    ).fit(data["x_train"].to(device), data["y_train"].to(device))
 
 
 # ---------------------------------------------------------------------------------------
 # evaluation
 
 
-def _generator(device: torch.device, *parts: object) -> torch.Generator:
-    """A generator on ``device`` seeded from ``parts``, stable across runs and processes."""
-    text = "/".join(str(p) for p in parts)
-    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
-    return torch.Generator(device=device).manual_seed(seed)
+_generator = stable_generator
+"""A generator on ``device`` seeded from ``parts``, stable across runs and processes."""
 
 
 def metrics(log_probs: Tensor, y: Tensor) -> dict[str, float]:
@@ -356,13 +341,10 @@ def evaluation_tasks(profile: Profile, models: list[str], attacks: list[str]) ->
 
 def run_evaluation(ev: Evaluation, tasks: list[tuple], progress: bool) -> float:
     """Score every task not yet in the row store; return the wall time spent."""
-    todo = [t for t in tasks if row_key(*t) not in ev.store]
-    start = time.perf_counter()
     bl_cache: dict[tuple, Tensor] = {}
-    bar = tqdm(todo, desc="evaluating", disable=not progress, dynamic_ncols=True)
-    for variant, name, eps, s in bar:
-        bar.set_postfix_str(f"{variant} {name} ε={eps:g} set {s}")
-        t0 = time.perf_counter()
+
+    def score(task: tuple) -> dict:
+        variant, name, eps, s = task
         base = variant.removesuffix(ADAPTIVE_SUFFIX)
         adaptive = variant != base
         if base in REACTIVE and not adaptive:
@@ -382,19 +364,9 @@ def run_evaluation(ev: Evaluation, tasks: list[tuple], progress: bool) -> float:
         y = ev.data["y_test"][s].to(ev.device)
         with torch.no_grad():
             scores = metrics(predictive(x_adv), y)
-        ev.store.add(
-            {
-                "model": variant,
-                "attack": name,
-                "eps": eps,
-                "seed": s,
-                **scores,
-                "n": len(y),
-                "attack_target": target,
-                "time_s": round(time.perf_counter() - t0, 3),
-            }
-        )
-    return time.perf_counter() - start
+        return {**scores, "n": len(y), "attack_target": target}
+
+    return run_grid(tasks, score, ev.store, progress=progress)
 
 
 # ---------------------------------------------------------------------------------------
@@ -402,7 +374,7 @@ def run_evaluation(ev: Evaluation, tasks: list[tuple], progress: bool) -> float:
 
 
 def bar_strength(rows: list[dict], grid: tuple[float, ...]) -> float | None:
-    """The smallest grid strength at which BL's PGD accuracy is <= 0.10 (issue 7's bar)."""
+    """The smallest grid strength at which BL's PGD accuracy is <= 0.10 (the headline bar)."""
     acc = summarise(rows, "accuracy")
     for eps in sorted(grid):
         key = ("BL", "PGD", round(float(eps), 6))
@@ -443,7 +415,11 @@ def write_report(
     bar = bar_strength(rows, profile.eps_grid)
     if bar is not None:
         acc, nl = summarise(rows, "accuracy"), summarise(rows, "nll")
-        lines = [f"## Issue 7's bar: PGD at ε = {bar:g}, where BL's accuracy first is <= 0.10", ""]
+        lines = [
+            "## Headline comparison: PGD at the strength where BL's accuracy first falls to "
+            f"<= 0.10 (ε = {bar:g})",
+            "",
+        ]
         lines.append("| Model | accuracy | NLL |")
         lines.append("|---|---|---|")
         for m in ("BL", "MIX", "NN50", "AT"):
@@ -495,16 +471,7 @@ def write_report(
 
 
 def _grid_table(rows, metric, name, models, grid) -> str:
-    summary = summarise(rows, metric)
-    head = "| Model | Clean | " + " | ".join(f"{e:g}" for e in grid) + " |"
-    lines = [head, "|---" * (len(grid) + 2) + "|"]
-    for m in models:
-        cells = []
-        for attack_name, eps in [("Clean", 0.0)] + [(name, e) for e in grid]:
-            k = (m, attack_name, round(float(eps), 6))
-            cells.append(f"{summary[k][0]:.2f}" if k in summary else "—")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return grid_table(rows, metric=metric, attack=name, models=models, strengths=grid)
 
 
 def paper_comparison(rows: list[dict], profile: Profile, models: list[str], bar) -> str:
@@ -588,7 +555,7 @@ def _verdicts(acc, nl, eps, bar) -> list[str]:
             for m in ("MIX", "NN50")
         )
         lines.append(
-            f"- Issue 7's bar at ε = {bar:g} (BL's PGD accuracy first <= 0.10): MIX and NN50 "
+            f"- The headline bar at ε = {bar:g} (BL's PGD accuracy first <= 0.10): MIX and NN50 "
             f"accuracy {_fmt(vals)} (needs >= 0.6: {'met' if ok else 'NOT met'}); their NLL "
             f"below BL's and AT's: {'met' if nll_ok else 'NOT met'} ({_fmt(nlls)})."
         )
@@ -612,7 +579,7 @@ def _verdicts(acc, nl, eps, bar) -> list[str]:
         lines.append(
             f"- NN (learned channel only) on clean inputs: accuracy {cnn:.2f}, NLL {nnn:.2f} "
             "(paper 0.59, 9.24): the paper's generator evidently destroyed clean inputs; ours "
-            "keeps its mean perturbation in the ε-ball and bounds its noise (SPEC §3 choice), "
+            "keeps its mean perturbation in the ε-ball and bounds its noise (docs/theory.md), "
             "so it is a much weaker adversary than the paper's."
         )
     return lines
@@ -653,143 +620,73 @@ def predictive_figures(ev: Evaluation, run: RunDirectory, profile: Profile) -> N
 # main
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None):
     """The command line (``--help`` lists it)."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    p = script_parser(__doc__, script="mnist", profiles=PROFILES)
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
-    p.add_argument("--attacks", nargs="+", choices=ATTACKS, default=list(ATTACKS))
-    add_run_arguments(
-        p,
-        out=REPO / "results" / "mnist",
-        threads=None,
-        threads_help="torch intra-op CPU threads (default: torch's, one per core; use 1 when "
-        "another heavy process shares a 2-core machine: contention slows torch 10-30x)",
-    )
     p.add_argument(
-        "--set",
-        nargs="*",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override profile settings, e.g. --set epochs=2 test_size=20",
+        "--attacks", nargs="+", choices=["Clean", *ATTACK_FUNCTIONS], default=list(ATTACKS)
     )
     return p.parse_args(argv)
 
 
 def _override(profile: Profile, items: list[str]) -> Profile:
-    fields = {f.name for f in dataclasses.fields(Profile)}
-    changes = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set: expected KEY=VALUE; got {item!r}")
-        if key not in fields:
-            raise SystemExit(f"--set: unknown setting {key!r}; known: {', '.join(sorted(fields))}")
-        try:
-            changes[key] = parse_setting(
-                getattr(profile, key), value, optional_int=key == "train_size"
-            )
-        except ValueError as err:
-            raise SystemExit(f"--set {item}: {err}") from None
-    return dataclasses.replace(profile, **changes)
+    return apply_overrides(profile, items, optional_ints=("train_size",))[0]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Train, attack, evaluate and report; see the module docstring."""
     args = parse_args(argv)
-    profile = _override(PROFILES[args.profile], args.set)
-    if args.eps is not None:
-        profile = dataclasses.replace(profile, eps_grid=tuple(args.eps))
-    # ascending, each once (from --eps or --set): the tables, the bar and the plots read it
-    # in order
-    profile = dataclasses.replace(profile, eps_grid=tuple(sorted(set(profile.eps_grid))))
-    device = resolve_device(args.device)
-    apply_threads(args.threads)
-    apply_allocator(args.allocator)
-    torch.manual_seed(profile.seed)
-    run = RunDirectory(args.out / (args.run or profile.name))
-    config = config_dict(profile)
-    run.prepare(config, fresh=args.fresh, guarded=GUARDED, defaults=ADDED_SETTINGS)
-    progress = not args.no_progress
-    wall: dict[str, float] = {}
-    t_all = time.perf_counter()
-
+    profile = select_profile(PROFILES, args, optional_ints=("train_size",))
+    session = Session.start(args, profile, guarded=GUARDED, defaults=ADDED_SETTINGS)
+    run, device, progress = session.run, session.device, session.progress
     print(f"advbayes MNIST benchmark: profile {profile.name}, device {device}, run {run.root}")
-    t0 = time.perf_counter()
-    data = load_data(profile, args.data_dir, args.download)
-    wall["data"] = time.perf_counter() - t0
+    with session.timed("data"):
+        data = load_data(profile, args.data_dir, args.download)
     print(
         f"data: {len(data['x_train'])} training images, {profile.num_test_sets} test sets of "
         f"{profile.test_size}"
     )
 
-    proactive = [m for m in PROACTIVE if m in args.models]
-    if any(m in REACTIVE for m in args.models) and "BL" not in proactive:
-        proactive.insert(0, "BL")
-    models: dict[str, torch.nn.Module] = {}
-    train_meta: dict[str, dict] = {}
-    for spec in train_specs(profile, proactive):
-        t0 = time.perf_counter()
-        model, meta = train_or_load(
-            spec, (data["x_train"], data["y_train"]), run, device, progress=progress
-        )
-        models[spec.name] = model
-        train_meta[spec.name] = meta
-        wall[f"train/{spec.name}"] = meta["train_time_s"]
-        print(
-            f"  {spec.name}: trained in {meta['train_time_s']:.0f} s "
-            f"({time.perf_counter() - t0:.0f} s this time)"
-        )
-
-    reactive = None
+    trained = [m for m in PROACTIVE if m in args.models]
+    if any(m in REACTIVE for m in args.models) and "BL" not in trained:
+        trained.insert(0, "BL")
+    models = {
+        spec.name: session.train(spec, (data["x_train"], data["y_train"]))
+        for spec in train_specs(profile, trained)
+    }
+    reactive_ppd = None
     if any(m in REACTIVE for m in args.models):
-        t0 = time.perf_counter()
-        channel = OneStepChannel(eps=profile.reactive_eps, sigma=profile.reactive_sigma)
-        reactive = ReactivePPD(
-            models["BL"],
-            channel,
-            num_samples=profile.reactive_samples,
-            generator=torch.Generator(device=device).manual_seed(profile.seed),
-        ).fit(data["x_train"].to(device), data["y_train"].to(device))
-        wall["reactive_fit"] = time.perf_counter() - t0
+        with session.timed("reactive_fit"):
+            reactive_ppd = fit_reactive(models["BL"], data, profile, device)
         print(
             f"  onPure/offPure: fitted on {len(data['x_train'])} inputs "
-            f"in {wall['reactive_fit']:.0f} s"
+            f"in {session.wall['reactive_fit']:.0f} s"
         )
 
     settings = AttackSettings(steps=profile.attack_steps)
-    store = RowStore(run.rows)
-    ev = Evaluation(profile, data, models, reactive, settings, store, device)
+    ev = Evaluation(profile, data, models, reactive_ppd, settings, session.store, device)
     tasks = evaluation_tasks(profile, list(args.models), list(args.attacks))
-    wall["evaluation"] = run_evaluation(ev, tasks, progress)
+    session.wall["evaluation"] = run_evaluation(ev, tasks, progress)
     predictive_figures(ev, run, profile)
 
-    rows = [
-        r
-        for r in store.rows()
-        if row_key(r["model"], r["attack"], r["eps"], r["seed"]) in {row_key(*t) for t in tasks}
-    ]
+    rows = session.rows_of(tasks)
     text = write_report(run, profile, rows, list(args.models), list(args.attacks))
-    wall["total_this_invocation"] = time.perf_counter() - t_all
-    write_results(
-        run.root / "results.json",
-        config={**config, "models": list(args.models), "attacks": list(args.attacks)},
-        provenance=provenance(device),
-        wall_times=wall,
-        rows=rows,
+    session.finish(
+        rows,
+        config_extra={"models": list(args.models), "attacks": list(args.attacks)},
         extra={
             "seeds": {
                 "training": profile.seed,
                 "test_sets": list(range(profile.num_test_sets)),
                 "note": "row 'seed' = index of the disjoint test set (the paper's three test sets)",
-            },
-            "training_history": {k: v["history"] for k, v in train_meta.items()},
+            }
         },
     )
     print()
     print(text.split("## Every strength")[0])
     print(f"wrote {run.root}/results.json, tables.md, paper_vs_ours.md and plots")
-    print(json.dumps({k: round(v, 1) for k, v in wall.items()}))
+    print(session.wall_summary())
     return 0
 
 

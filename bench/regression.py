@@ -25,7 +25,7 @@ Choices (the paper does not state them; each is also in ``paper_vs_ours.md``):
 * Data: ``wine`` is the red-wine table (1,599 rows, 11 inputs), ``energy`` predicts Y1
   (heating load, 768 rows, 8 inputs), ``housing`` predicts the median house value
   (20,640 rows, 8 inputs); inputs and targets are standardised with the training split's
-  statistics (SPEC §6), and every metric is in **standardised target units** (the paper's
+  statistics (docs/theory.md), and every metric is in **standardised target units** (the paper's
   Wine numbers look standardised too; ``results.json`` also holds ``rmse_original``,
   ``nll_original``, ``std_original`` in the target's own units).
 * Seeds: row ``seed`` = the split index 0..2. Unlike MNIST (one model, three test sets),
@@ -66,12 +66,11 @@ Choices (the paper does not state them; each is also in ``paper_vs_ours.md``):
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,27 +79,20 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tqdm.auto import tqdm  # noqa: E402
 
 from adv_channels import OneStepChannel  # noqa: E402
 from adv_reactive import ReactivePPD  # noqa: E402
 from benchlib import paper  # noqa: E402
 from benchlib.cli import (  # noqa: E402
-    add_run_arguments,
-    apply_allocator,
-    apply_threads,
     parse_setting,
 )
-from benchlib.evaluate import ATTACKS, AttackSettings, attack  # noqa: E402
+from benchlib.evaluate import ATTACK_FUNCTIONS, ATTACKS, AttackSettings, attack  # noqa: E402
 from benchlib.experiment import (  # noqa: E402
-    REPO,
     RunDirectory,
     TrainSpec,
-    config_dict,
-    resolve_device,
     train_or_load,
 )
-from benchlib.meta import provenance  # noqa: E402
+from benchlib.harness import Session, run_grid, script_parser  # noqa: E402
 from benchlib.regression_eval import (  # noqa: E402
     RegressionScores,
     draw_scores,
@@ -113,9 +105,8 @@ from benchlib.report import (  # noqa: E402
     table_column_groups,
 )
 from benchlib.results import RowStore, row_key  # noqa: E402
-from benchlib.results import write_results as write_results_file  # noqa: E402
 from bnn_core import PosteriorPredictive, regression_mlp  # noqa: E402
-from robust_vi import recipe  # noqa: E402
+from robust_vi import Recipe, recipe  # noqa: E402
 
 DATASETS = ("wine", "energy", "housing")
 """The datasets, by their names in :func:`advbayes_data.load_uci`."""
@@ -315,23 +306,30 @@ def model_id(dataset: str, split: int, name: str) -> str:
     return f"{dataset}-split{split}-{name}"
 
 
-def _recipe(profile: Profile, name: str, in_features: int):
-    eps, sigma = profile.train_eps, profile.sigma
-    if name == "BL":
-        return recipe("BL", task="regression")
-    if name == "MIX":
-        return recipe("MIX", eps=eps, sigma=sigma, sigma0=profile.sigma0, task="regression")
-    if name == "NN50":
-        return recipe("NN50", eps=eps, sigma=sigma, task="regression", input_shape=(in_features,))
-    if name == "AT":
-        return recipe("AT", eps=eps, task="regression")
-    raise ValueError(f"no recipe for {name!r}")
+RECIPES: dict[str, Callable[[Profile, int], Recipe]] = {
+    "BL": lambda p, d: recipe("BL", task="regression"),
+    "MIX": lambda p, d: recipe(
+        "MIX", eps=p.train_eps, sigma=p.sigma, sigma0=p.sigma0, task="regression"
+    ),
+    "NN50": lambda p, d: recipe(
+        "NN50", eps=p.train_eps, sigma=p.sigma, task="regression", input_shape=(d,)
+    ),
+    "AT": lambda p, d: recipe("AT", eps=p.train_eps, task="regression"),
+}
+"""The trained regression models: ``recipe(profile, in_features)`` by name (adding a model is
+one entry here plus its place in :data:`MODELS`)."""
+
+
+def _recipe(profile: Profile, name: str, in_features: int) -> Recipe:
+    if name not in RECIPES:
+        raise ValueError(f"no recipe for {name!r}")
+    return RECIPES[name](profile, in_features)
 
 
 def train_specs(
     profile: Profile, dataset: str, split: int, in_features: int, names: list[str]
 ) -> list[TrainSpec]:
-    """The recipes of the proactive models of one split (SPEC §3, §4, §6)."""
+    """The recipes of the proactive models of one split (:data:`RECIPES`)."""
     settings = profile.data[dataset]
     specs = []
     for name in names:
@@ -465,14 +463,10 @@ def run_evaluation(
     ev: SplitEvaluation, tasks: list[tuple], store: RowStore, y_scale: float, progress: bool
 ) -> float:
     """Score every task not yet in the row store; return the wall time spent."""
-    todo = [t for t in tasks if row_key(*t) not in store]
-    start = time.perf_counter()
     bl_cache: dict[tuple, Tensor] = {}
-    desc = f"{ev.dataset} split {ev.split}"
-    bar = tqdm(todo, desc=desc, disable=not progress, dynamic_ncols=True, leave=False)
-    for variant, name, eps, split in bar:
-        bar.set_postfix_str(f"{variant} {name} ε={eps:g}")
-        t0 = time.perf_counter()
+
+    def score(task: tuple) -> dict:
+        variant, name, eps, _ = task
         base = variant.removesuffix(ADAPTIVE_SUFFIX)
         adaptive = variant != base
         if base in REACTIVE and not adaptive:
@@ -488,20 +482,17 @@ def run_evaluation(
             if base == "BL":
                 bl_cache[(name, eps)] = x_adv
         scores = ev.score(variant, x_adv)
-        store.add(
-            {
-                "dataset": ev.dataset,
-                "model": variant,
-                "attack": name,
-                "eps": eps,
-                "seed": split,
-                **scores.as_dict(y_scale),
-                "n": len(ev.y),
-                "attack_target": target,
-                "time_s": round(time.perf_counter() - t0, 3),
-            }
-        )
-    return time.perf_counter() - start
+        return {**scores.as_dict(y_scale), "n": len(ev.y), "attack_target": target}
+
+    return run_grid(
+        tasks,
+        score,
+        store,
+        progress=progress,
+        desc=f"{ev.dataset} split {ev.split}",
+        prefix={"dataset": ev.dataset},
+        leave=False,
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -800,32 +791,27 @@ def _verdicts(rows: list[dict], dataset: str, eps: float, attacks: list[str]) ->
 # main
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None):
     """The command line (``--help`` lists it)."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--profile", choices=sorted(PROFILES), default="quick")
-    p.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
-    p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
-    p.add_argument("--attacks", nargs="+", choices=ATTACKS, default=list(ATTACKS))
-    add_run_arguments(
-        p,
-        out=REPO / "results" / "regression",
+    p = script_parser(
+        __doc__,
+        script="regression",
+        profiles=PROFILES,
         threads=1,
         threads_help="torch intra-op CPU threads (default 1: the 16-unit MLPs gain nothing from "
         "more, and a second process on a 2-core machine makes more threads 10-30x slower)",
+        set_example="--set epochs=2 housing.train_size=500 "
+        "attack_steps=5 (a DataSettings key without a dataset sets every dataset)",
+    )
+    p.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
+    p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    p.add_argument(
+        "--attacks", nargs="+", choices=["Clean", *ATTACK_FUNCTIONS], default=list(ATTACKS)
     )
     p.add_argument(
         "--no-verify",
         action="store_true",
         help="skip the sha256 check of the data files (modified or synthetic copies)",
-    )
-    p.add_argument(
-        "--set",
-        nargs="*",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override profile settings, e.g. --set epochs=2 housing.train_size=500 "
-        "attack_steps=5 (a DataSettings key without a dataset sets every dataset)",
     )
     return p.parse_args(argv)
 
@@ -881,21 +867,14 @@ def main(argv: list[str] | None = None) -> int:
     if not profile.eps_grid or any(not (e > 0 and math.isfinite(e)) for e in profile.eps_grid):
         raise SystemExit(f"--eps: strengths must be finite and > 0; got {profile.eps_grid}")
     datasets = [d for d in DATASETS if d in args.datasets]
-    models, attacks = list(args.models), [a for a in ATTACKS if a in args.attacks]
-    device = resolve_device(args.device)
-    apply_threads(args.threads)
-    apply_allocator(args.allocator)
-    torch.manual_seed(profile.seed)
-    run = RunDirectory(args.out / (args.run or profile.name))
-    config = config_dict(profile)
-    progress = not args.no_progress
-    wall: dict[str, float] = {}
-    t_all = time.perf_counter()
-
-    t0 = time.perf_counter()
+    models = list(args.models)
+    attacks = [a for a in ["Clean", *ATTACK_FUNCTIONS] if a in args.attacks]
+    t_data = time.perf_counter()
     splits = load_splits(profile, datasets, args.data_dir, args.download, not args.no_verify)
-    wall["data"] = time.perf_counter() - t0
-    run.prepare(config, fresh=args.fresh, guarded=GUARDED)
+    t_data = time.perf_counter() - t_data
+    session = Session.start(args, profile, guarded=GUARDED)
+    session.wall["data"] = t_data
+    run, device, progress, wall = session.run, session.device, session.progress, session.wall
     print(f"advbayes regression benchmark: profile {profile.name}, device {device}, run {run.root}")
 
     proactive = [m for m in PROACTIVE if m in models]
@@ -921,6 +900,7 @@ def main(argv: list[str] | None = None) -> int:
                 model, meta = train_or_load(
                     spec, (tensors["x_train"], tensors["y_train"]), run, device, progress=progress
                 )
+                session.train_meta[spec.name] = meta
                 name = spec.name.rsplit("-", 1)[1]
                 trained[name] = model
                 final_epochs[spec.name] = {
@@ -950,13 +930,9 @@ def main(argv: list[str] | None = None) -> int:
         wall[f"rows/{dataset}"] = sum(float(r.get("time_s", 0.0)) for r in rows[dataset])
 
     text = write_report(run, profile, rows, models, attacks)
-    wall["total_this_invocation"] = time.perf_counter() - t_all
-    write_results_file(
-        run.root / "results.json",
-        config={**config, "datasets": datasets, "models": models, "attacks": attacks},
-        provenance=provenance(device),
-        wall_times=wall,
-        rows=[r for d in datasets for r in rows[d]],
+    session.finish(
+        [r for d in datasets for r in rows[d]],
+        config_extra={"datasets": datasets, "models": models, "attacks": attacks},
         extra={
             "seeds": {
                 "profile": profile.seed,
@@ -970,11 +946,12 @@ def main(argv: list[str] | None = None) -> int:
             "data_sizes": data_sizes,
             "training_final_epoch": final_epochs,
         },
+        history=False,
     )
     print()
     print(text.split("## Every strength")[0])
     print(f"wrote {run.root}/results.json, tables.md, paper_vs_ours.md and plots")
-    print(json.dumps({k: round(v, 1) for k, v in wall.items()}))
+    print(session.wall_summary())
     return 0
 
 

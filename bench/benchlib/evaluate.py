@@ -1,4 +1,4 @@
-"""Attack a predictive and score it: the evaluation grid of the paper (SPEC §6).
+"""Attack a predictive: the test-time attacks of the paper's experiments, by name.
 
 Attacks at test time are PGD1 (one normalised gradient step), PGD (``T`` steps, random
 start), PGD+ (``T/2`` steps on the NLL then ``T/2`` on the entropy, Feng et al. 2024) and
@@ -27,7 +27,7 @@ class AttackSettings:
     Attributes:
         steps: Steps of PGD and ENT; PGD+ uses ``steps // 2`` on each objective (the paper:
             50, i.e. 25 + 25).
-        random_start: Start PGD-type attacks uniformly in the ball (SPEC §2 choice).
+        random_start: Start PGD-type attacks uniformly in the ball (docs/theory.md).
         clamp: Valid input range, or ``None`` for unbounded (standardised tabular) inputs.
         objective: The label objective of PGD1, PGD and the first half of PGD+: ``"nll"``
             (classification) or ``"mse"``/``"nll"`` for regression.
@@ -39,6 +39,86 @@ class AttackSettings:
     objective: str = "nll"
 
 
+AttackFn = Callable[..., Tensor]
+"""``fn(predictive, x, y, eps, settings, generator) -> x_adv`` (see :data:`ATTACK_FUNCTIONS`)."""
+
+
+def _pgd1(predictive, x, y, eps, settings, generator):
+    return one_step(
+        predictive,
+        x,
+        y,
+        eps=eps,
+        clamp=settings.clamp,
+        generator=generator,
+        objective=settings.objective,
+    )
+
+
+def _pgd(predictive, x, y, eps, settings, generator):
+    return pgd(
+        predictive,
+        x,
+        y,
+        eps=eps,
+        clamp=settings.clamp,
+        generator=generator,
+        steps=settings.steps,
+        random_start=settings.random_start,
+        objective=settings.objective,
+    )
+
+
+def _pgd_plus(predictive, x, y, eps, settings, generator):
+    half = max(1, settings.steps // 2)
+    return pgd_plus(
+        predictive,
+        x,
+        y,
+        eps=eps,
+        clamp=settings.clamp,
+        generator=generator,
+        nll_steps=half,
+        entropy_steps=half,
+        random_start=settings.random_start,
+        objective=settings.objective,
+    )
+
+
+def _entropy(sign: int) -> AttackFn:
+    def run(predictive, x, y, eps, settings, generator):
+        return entropy_attack(
+            predictive,
+            x,
+            y,
+            eps=eps,
+            clamp=settings.clamp,
+            generator=generator,
+            steps=settings.steps,
+            random_start=settings.random_start,
+            entropy_sign=sign,
+        )
+
+    return run
+
+
+ATTACK_FUNCTIONS: dict[str, AttackFn] = {
+    "PGD1": _pgd1,
+    "PGD": _pgd,
+    "PGD+": _pgd_plus,
+    "ENT": _entropy(+1),
+    "ENT-": _entropy(-1),
+}
+"""Every test-time attack a script can run, by name: the registry.
+
+An entry is ``fn(predictive, x, y, eps, settings, generator) -> x_adv`` (a new tensor; ``x``
+is never modified), white box on ``predictive``, at L2 strength ``eps``, with the effort of
+:class:`AttackSettings`. ``ENT-`` lowers the predictive entropy (the attack on
+out-of-distribution inputs of the selective-prediction study, Figure 5). Adding an attack is
+one entry here, e.g. ``ATTACK_FUNCTIONS["AA"] = lambda p, x, y, eps, s, g: ...``; the scripts
+then accept it in ``--attacks`` (``bench/mnist.py``, ``bench/regression.py``)."""
+
+
 def attack(
     predictive: Callable[[Tensor], object],
     x: Tensor,
@@ -48,39 +128,17 @@ def attack(
     settings: AttackSettings,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Return the batch ``x`` attacked by ``name`` at L2 strength ``eps`` (``Clean``: ``x``)."""
-    common = {"eps": eps, "clamp": settings.clamp, "generator": generator}
+    """Return the batch ``x`` attacked by ``name`` at L2 strength ``eps`` (``Clean``: ``x``).
+
+    ``name`` is ``"Clean"`` or a key of :data:`ATTACK_FUNCTIONS`.
+    """
+    if name != "Clean" and name not in ATTACK_FUNCTIONS:
+        raise ValueError(
+            f"attack must be 'Clean' or one of {sorted(ATTACK_FUNCTIONS)}; got {name!r}"
+        )
     if name == "Clean" or eps == 0:
         return x
-    if name == "PGD1":
-        return one_step(predictive, x, y, objective=settings.objective, **common)
-    if name == "PGD":
-        return pgd(
-            predictive,
-            x,
-            y,
-            steps=settings.steps,
-            random_start=settings.random_start,
-            objective=settings.objective,
-            **common,
-        )
-    if name == "PGD+":
-        half = max(1, settings.steps // 2)
-        return pgd_plus(
-            predictive,
-            x,
-            y,
-            nll_steps=half,
-            entropy_steps=half,
-            random_start=settings.random_start,
-            objective=settings.objective,
-            **common,
-        )
-    if name == "ENT":
-        return entropy_attack(
-            predictive, x, y, steps=settings.steps, random_start=settings.random_start, **common
-        )
-    raise ValueError(f"attack must be one of {ATTACKS}; got {name!r}")
+    return ATTACK_FUNCTIONS[name](predictive, x, y, eps, settings, generator)
 
 
 def batched(fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor, size: int) -> Tensor:

@@ -1,4 +1,4 @@
-"""Score regression predictives under attack: RMSE, NLL and predictive std (SPEC §1, §6).
+"""Score regression predictives under attack: RMSE, NLL and predictive std (docs/theory.md).
 
 Three kinds of regression predictive are scored, all on standardised targets:
 

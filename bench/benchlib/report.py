@@ -352,3 +352,35 @@ def plot_predictive_distributions(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def grid_table(
+    rows: Sequence[Row],
+    *,
+    metric: str,
+    attack: str,
+    models: Sequence[str],
+    strengths: Sequence[float],
+    clean: str = "Clean",
+    digits: int = 2,
+    std: bool = False,
+) -> str:
+    """One attack over every strength: a row per model, the clean column first.
+
+    Cells are the mean over seeds (``std=True``: ``mean (std)``); ``—`` where no row exists.
+    """
+    summary = summarise(rows, metric)
+    head = f"| Model | {clean} | " + " | ".join(f"{e:g}" for e in strengths) + " |"
+    lines = [head, "|---" * (len(strengths) + 2) + "|"]
+    for m in models:
+        cells = []
+        for attack_name, eps in [(clean, 0.0)] + [(attack, e) for e in strengths]:
+            k = (m, attack_name, round(float(eps), 6))
+            if k not in summary:
+                cells.append("—")
+            elif std:
+                cells.append(_cell(summary, k, digits))
+            else:
+                cells.append(f"{summary[k][0]:.{digits}f}")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,130 @@
+"""The models the reproduction scripts train and compare: one registry entry per model.
+
+:data:`MNIST_MODELS` declares the paper's MNIST models (Tables 1, 2, 7; Figure 5; Table 5
+uses MIX with other bounds) in table order: each entry names its recipe as a function of the
+run's settings (any object with the training fields of ``bench/mnist.py``'s profile:
+``train_eps``, ``sigma``, ``sigma0``, ``adversary_lr``, ``at_pgd_steps``, ...), whether it
+is a point estimate, and, for a reactive defence, the purification mode it applies to the
+BL model. Adding a model to ``bench/mnist.py`` and ``bench/selective.py`` is one entry, e.g.::
+
+    MNIST_MODELS["TRADES"] = ModelDecl(lambda s: recipe("TRADES", eps=s.train_eps))
+
+:func:`mnist_train_specs` turns entries into :class:`~benchlib.experiment.TrainSpec` s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from benchlib.experiment import TrainSpec
+from bnn_core import mnist_cnn
+from robust_vi import Recipe, recipe
+
+MNIST_SHAPE = (1, 28, 28)
+
+
+@dataclass(frozen=True)
+class ModelDecl:
+    """One model of a comparison.
+
+    Attributes:
+        recipe: ``recipe(settings) -> Recipe`` for a trained (proactive) model; ``None`` for a
+            reactive defence, which wraps the trained BL model.
+        point_estimate: A deterministic network (AT, AT-PGD) instead of a BNN.
+        reactive_mode: ``"online"`` (eq. 4) or ``"offline"`` (eq. 5) for a reactive defence.
+    """
+
+    recipe: Callable[[Any], Recipe] | None
+    point_estimate: bool = False
+    reactive_mode: str | None = None
+
+    @property
+    def reactive(self) -> bool:
+        """Whether this is a test-time (reactive) defence rather than a trained model."""
+        return self.reactive_mode is not None
+
+
+MNIST_MODELS: dict[str, ModelDecl] = {
+    "BL": ModelDecl(lambda s: recipe("BL")),
+    "OS": ModelDecl(lambda s: recipe("OS", eps=s.train_eps, sigma=s.sigma)),
+    "OS50": ModelDecl(lambda s: recipe("OS50", eps=s.train_eps, sigma=s.sigma)),
+    "MIX": ModelDecl(lambda s: recipe("MIX", eps=s.train_eps, sigma=s.sigma, sigma0=s.sigma0)),
+    "NN": ModelDecl(
+        lambda s: recipe(
+            "NN",
+            eps=s.train_eps,
+            sigma=s.sigma,
+            input_shape=MNIST_SHAPE,
+            adversary_lr=s.adversary_lr,
+        )
+    ),
+    "NN50": ModelDecl(
+        lambda s: recipe(
+            "NN50",
+            eps=s.train_eps,
+            sigma=s.sigma,
+            input_shape=MNIST_SHAPE,
+            adversary_lr=s.adversary_lr,
+        )
+    ),
+    "onPure": ModelDecl(None, reactive_mode="online"),
+    "offPure": ModelDecl(None, reactive_mode="offline"),
+    "AT": ModelDecl(lambda s: recipe("AT", eps=s.train_eps), point_estimate=True),
+    "AT-PGD": ModelDecl(
+        lambda s: recipe("AT-PGD", eps=s.train_eps, pgd_steps=s.at_pgd_steps),
+        point_estimate=True,
+    ),
+}
+"""The paper's MNIST models in its table order (AT-PGD: the appendix's multi-step AT)."""
+
+
+def proactive(registry: dict[str, ModelDecl]) -> tuple[str, ...]:
+    """The trained models of ``registry``, in order."""
+    return tuple(k for k, v in registry.items() if not v.reactive)
+
+
+def reactive(registry: dict[str, ModelDecl]) -> tuple[str, ...]:
+    """The reactive defences of ``registry``, in order."""
+    return tuple(k for k, v in registry.items() if v.reactive)
+
+
+def mnist_train_specs(
+    settings: Any, names: Sequence[str], *, recipes: dict[str, Recipe] | None = None
+) -> list[TrainSpec]:
+    """The training specifications of the proactive MNIST models ``names``.
+
+    Args:
+        settings: The run's training settings (``epochs``, ``lr``, ``lr_decay``,
+            ``batch_size``, ``seed`` and what the recipes read).
+        names: Keys of :data:`MNIST_MODELS` (trained ones).
+        recipes: Recipes to use instead of the registry's, by name (the bounds study's MIX
+            variants).
+    """
+    common = {
+        "epochs": settings.epochs,
+        "lr": settings.lr,
+        "lr_decay": settings.lr_decay,
+        "batch_size": settings.batch_size,
+        "seed": settings.seed,
+    }
+    specs = []
+    for name in names:
+        decl = MNIST_MODELS.get(name)
+        if recipes is not None and name in recipes:
+            fit = recipes[name]
+        elif decl is not None and decl.recipe is not None:
+            fit = decl.recipe(settings)
+        else:
+            raise ValueError(f"no recipe for model {name!r}")
+        bayesian = not (decl is not None and decl.point_estimate)
+        specs.append(
+            TrainSpec(
+                name=name,
+                build=lambda bayesian=bayesian: mnist_cnn(bayesian=bayesian),
+                recipe=fit,
+                **common,
+            )
+        )
+    return specs
