@@ -321,12 +321,36 @@ class AttackProblem:
         self._y_raw = y
         self._y: Tensor | None = None
         self._checked = False
+        self._chunk_size = chunk_size
         self.chunks = _chunks(x, chunk_size, _forward_passes(predictive))
 
     @property
     def batch_size(self) -> int:
         """Number of examples ``B``."""
         return self.x.shape[0]
+
+    def subset(self, index: Tensor) -> AttackProblem:
+        """The same problem restricted to the examples ``index`` (1-D ``int64``), in order.
+
+        Labels are resolved first (from the clean prediction if none were given) and
+        carried over; nothing is validated again. Attacks that work on the examples still
+        standing (APGD-T's targets, Square's queries) use it.
+        """
+        labels = self.labels()
+        index = index.to(self.x.device)
+        sub = object.__new__(AttackProblem)
+        sub.predictive = self.predictive
+        sub.x = self.x.index_select(0, index)
+        sub.eps = self.eps.index_select(0, index)
+        sub.norm = self.norm
+        sub.clamp = self.clamp
+        sub.targeted = self.targeted
+        sub._specs = self._specs
+        sub._y_raw = sub._y = labels.index_select(0, index.to(labels.device))
+        sub._checked = True
+        sub._chunk_size = self._chunk_size
+        sub.chunks = _chunks(sub.x, self._chunk_size, _forward_passes(self.predictive))
+        return sub
 
     # -- reading the predictive ---------------------------------------------------------
 
