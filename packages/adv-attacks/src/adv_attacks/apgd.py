@@ -156,7 +156,6 @@ def _evaluate(
     averaged); success is read on the pooled predictive (the log of the mean of the ``n``
     draws' probabilities).
     """
-    y = problem.labels()
     passes = max(eot, 1)
     grad: Tensor | None = None
     value: Tensor | None = None
@@ -167,6 +166,7 @@ def _evaluate(
         g, out = problem.gradient(x, spec)  # type: ignore[arg-type]
         if not isinstance(out, ClassificationOutput):
             raise ValueError("APGD needs a classification predictive (class scores)")
+        y = problem.labels()  # after the first pass, which validated the given labels
         with torch.no_grad():
             v = spec.values(out, y)
         grad = g if grad is None else grad.add_(g)
@@ -179,7 +179,7 @@ def _evaluate(
         pooled = torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(passes)
     else:
         pooled = log_probs[0]
-    return _Eval(grad, value, pooled.argmax(dim=1) != y)
+    return _Eval(grad, value, pooled.argmax(dim=1) != problem.labels())
 
 
 def _rows(mask: Tensor, x: Tensor) -> Tensor:
