@@ -39,7 +39,7 @@ from adv_attacks.base import (
 from adv_attacks.norms import Norm
 from adv_attacks.objectives import ObjectiveSpec
 from adv_attacks.one_step import OneStep
-from adv_attacks.predictive import ClassificationOutput
+from adv_attacks.predictive import ClassificationOutput, read_output
 from adv_attacks.square import Square
 
 __all__ = [
@@ -363,6 +363,17 @@ def robust_accuracy(
         raise ValueError("eot_check needs version='rand' (the standard version keeps draws fixed)")
     if not isinstance(y, Tensor):
         raise TypeError(f"y must be a tensor of labels, got {type(y).__name__}")
+    probe = AttackProblem(
+        predictive, x, None, eps=0.0, norm=norm, clamp=clamp, specs=(ObjectiveSpec("entropy"),)
+    )  # validates x and the predictive; one example's output tells the task, labels aside
+    if probe.batch_size:
+        with torch.no_grad():
+            first = read_output(predictive(probe.x[:1]), 1)
+        if not isinstance(first, ClassificationOutput):
+            raise ValueError(
+                "robust_accuracy needs a classification predictive returning (B, C) class "
+                "scores; this one returned (mean, var)"
+            )
     problem = AttackProblem(
         predictive,
         x,
@@ -376,12 +387,8 @@ def robust_accuracy(
     b = problem.batch_size
     eps_t = per_example(eps, "eps", problem.x)
     with torch.no_grad():
-        first = problem.read(problem.x[:1]) if b else None  # validates the output and labels
-    if first is not None and not isinstance(first, ClassificationOutput):
-        raise ValueError(
-            "robust_accuracy needs a classification predictive returning (B, C) class "
-            "scores; this one returned (mean, var)"
-        )
+        if b:
+            problem.read(problem.x[:1])  # validates the labels against the class count
     judge = _Judge(problem, stochastic, generator)
     everything = torch.arange(b, device=problem.x.device)
     clean_correct = judge.correct(everything, problem.x)
