@@ -245,14 +245,16 @@ def run_apgd(
         g, f = ev.grad, ev.value
         with torch.no_grad():
             hit = ev.success
-            x_succ = torch.where(_rows(hit, x), x, x_succ)
-            success |= hit
+            if bool(hit.any()):  # row copies of the few that changed, not whole-batch where
+                x_succ[hit] = x[hit]
+                success |= hit
             n_incr += (f > f_prev).to(n_incr.dtype)
             f_prev = f.clone()
             better = f > f_best
-            x_best = torch.where(_rows(better, x), x, x_best)
-            g_best = torch.where(_rows(better, g), g, g_best)
-            f_best = torch.where(better, f, f_best)
+            if bool(better.any()):
+                x_best[better] = x[better]
+                g_best[better] = g[better]
+                f_best = torch.where(better, f, f_best)
             if j < len(checkpoints) and i + 1 == checkpoints[j]:
                 cond1 = n_incr < rho * (checkpoints[j] - w_prev)
                 cond2 = ~reduced_last & (f_best <= f_best_last)
