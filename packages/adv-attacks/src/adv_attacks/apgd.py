@@ -186,6 +186,16 @@ def _rows(mask: Tensor, x: Tensor) -> Tensor:
     return _unsqueeze_like(mask, x)
 
 
+def _linf_box(problem: AttackProblem) -> tuple[Tensor, Tensor]:
+    """``(lo, hi)``: the L∞ ball ``[x - ε, x + ε]`` intersected with the valid range."""
+    e = _rows(problem.eps, problem.x)
+    lo, hi = problem.x - e, problem.x + e
+    if problem.clamp is not None:
+        lo.clamp_(min=problem.clamp[0])
+        hi.clamp_(max=problem.clamp[1])
+    return lo, hi
+
+
 def run_apgd(
     problem: AttackProblem,
     spec: ObjectiveSpec | TargetedDLR,
@@ -234,12 +244,21 @@ def run_apgd(
     reduced_last = torch.zeros_like(success)
     checkpoints = apgd_checkpoints(steps)
     w_prev, j = 0, 0
+    box = _linf_box(problem) if problem.norm is Norm.LINF else None
     for i in range(steps):
         a = 1.0 if i == 0 else MOMENTUM
         with torch.no_grad():
-            z = problem.step(x.clone(), g, eta)  # clip(Π_ε(x + η d(g)))
-            x_new = z.sub_(x).mul_(a).add_(x).add_(x - x_prev, alpha=1.0 - a)
-            x_new = problem.clip(project(x_new.sub_(x0), eps, problem.norm).add_(x0))
+            if box is not None:  # L∞: ball ∩ range is a box, one clamp projects onto both
+                z = torch.addcmul(x, g.sign(), _rows(eta, x))
+                z = torch.clamp(z, min=box[0], max=box[1], out=z)
+            else:
+                z = problem.step(x.clone(), g, eta)  # clip(Π_ε(x + η d(g)))
+            # x + a (z - x) + (1 - a)(x - x_prev) = a z + (1 - a)(2 x - x_prev)
+            x_new = z.mul_(a).add_(x, alpha=2.0 * (1.0 - a)).sub_(x_prev, alpha=1.0 - a)
+            if box is not None:
+                x_new = torch.clamp(x_new, min=box[0], max=box[1], out=x_new)
+            else:
+                x_new = problem.clip(project(x_new.sub_(x0), eps, problem.norm).add_(x0))
         x_prev, x = x, x_new
         ev = _evaluate(problem, x, spec, eot, generator)
         g, f = ev.grad, ev.value
