@@ -15,7 +15,16 @@ Figures (stable keys):
   deterministic step is ``bnn_core.mnist_cnn(bayesian=False)``, the Bayesian CNN's twin;
 * ``attacks.pgd_step.channels_last.*``: the same loop-path ratio with both networks built
   channels-last (``memory_format="channels_last"``, opt-in), and that layout's speed-up for
-  the deterministic and the Bayesian step (one round-robin of the four).
+  the deterministic and the Bayesian step (one round-robin of the four);
+* ``attacks.apgd_ce.{ours,torchattacks}_img_per_s`` and ``attacks.apgd_ce.ours_vs_torchattacks``
+  (goal >= 1.1): APGD-CE (L∞, ε = 8/255 on [0, 1], random start, same steps) on the MNIST
+  CNN against ``torchattacks.APGD``, interleaved in one run;
+* ``attacks.ensemble.{quick,standard}_s_per_img``: wall time per image of
+  ``robust_accuracy`` (L2, ε = 0.01: nothing is fooled, so every attack runs on every
+  image and the figure is the worst case) on ``bnn_core.mnist_cnn`` through
+  ``PosteriorPredictive`` with M = 5 draws; ``quick`` = 20 APGD steps, 3 targets, 300
+  Square queries; ``standard`` = AutoAttack's 100 steps, 9 targets, 5000 queries (full
+  runs only).
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adv_attacks import PGD, pgd
+from adv_attacks import APGD, PGD, pgd, robust_accuracy
 from benchlib.timing import interleaved_times
 from perf_sections.base import Context, Figure, layout_speedups
 
@@ -243,6 +252,96 @@ def _bayes_step(ctx: Context, batch: int, steps: int, eps: float) -> list[Figure
     ]
 
 
+def _apgd_throughput(ctx: Context, batch: int, steps: int) -> list[Figure]:
+    try:
+        import torchattacks
+    except ImportError:
+        return [
+            Figure(
+                "attacks.apgd_ce.ours_vs_torchattacks",
+                float("nan"),
+                "x",
+                note="skipped: torchattacks not installed",
+            )
+        ]
+    torch.manual_seed(ctx.seed)
+    model = _mnist_cnn().to(ctx.device)
+    x, _ = _data(ctx, batch)
+    with torch.no_grad():
+        y = model(x).argmax(1)  # labels = clean predictions: every example is attacked
+    eps = 8 / 255
+    ours = APGD(eps=eps, norm="linf", steps=steps)
+    theirs = torchattacks.APGD(model, norm="Linf", eps=eps, steps=steps, seed=ctx.seed)
+    gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
+    fns = {"ours": lambda: ours(model, x, y, generator=gen), "torchattacks": lambda: theirs(x, y)}
+    times = interleaved_times(
+        fns, repeats=ctx.repeats, warmup=1, device=ctx.device, statistic=ctx.statistic
+    )
+    what = f"APGD-CE L∞ {steps} steps, batch {batch}, MNIST CNN, {ctx.device.type}"
+    return [
+        *(
+            Figure(f"attacks.apgd_ce.{k}_img_per_s", batch / t, "img/s", note=f"{k}: {what}")
+            for k, t in times.items()
+        ),
+        Figure(
+            "attacks.apgd_ce.ours_vs_torchattacks",
+            times["torchattacks"] / times["ours"],
+            "x",
+            goal=">= 1.1",
+            note="throughput ratio, ours / torchattacks.APGD (same steps, random starts)",
+        ),
+    ]
+
+
+ENSEMBLE_SETTINGS = {
+    "quick": {"steps": 20, "n_targets": 3, "n_queries": 300},
+    "standard": {"steps": 100, "n_targets": 9, "n_queries": 5000},
+}
+"""The ``robust_accuracy`` budgets timed (``standard``: AutoAttack's)."""
+
+
+def _ensemble_cost(ctx: Context, batch: int, profiles: list[str]) -> list[Figure]:
+    try:
+        from bnn_core import PosteriorPredictive, mnist_cnn
+    except ImportError as exc:
+        return [
+            Figure(
+                "attacks.ensemble.quick_s_per_img",
+                float("nan"),
+                "s",
+                note=f"skipped: bnn_core unavailable ({exc})",
+            )
+        ]
+    torch.manual_seed(ctx.seed)
+    g = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
+    ppd = PosteriorPredictive(mnist_cnn().to(ctx.device), num_samples=5, generator=g)
+    x, _ = _data(ctx, batch)
+    with torch.no_grad():
+        y = ppd(x).argmax(1)
+    figures = []
+    for name in profiles:
+        settings = ENSEMBLE_SETTINGS[name]
+        seconds = []
+        for _ in range(max(1, min(ctx.repeats, 2))):
+            res = robust_accuracy(ppd, x, y, 0.01, "l2", generator=g, progress=False, **settings)
+            seconds.append(res.seconds)
+        per_attack = {a.name: round(a.seconds / batch, 4) for a in res.attacks}
+        figures.append(
+            Figure(
+                f"attacks.ensemble.{name}_s_per_img",
+                min(seconds) / batch,
+                "s",
+                note=(
+                    f"robust_accuracy standard ({settings}), BNN M = 5, batch {batch}, "
+                    f"{ctx.device.type}; every attack on every image (robust acc "
+                    f"{res.accuracy:.2f})"
+                ),
+                extra={"per_attack_s_per_img": per_attack, "settings": settings},
+            )
+        )
+    return figures
+
+
 def run(ctx: Context) -> list[Figure]:
     if ctx.quick:
         batch, steps = 32, 3
@@ -250,4 +349,7 @@ def run(ctx: Context) -> list[Figure]:
         batch, steps = 256, 50
     figures = _throughput(ctx, batch, steps, eps=1.0)
     figures += _bayes_step(ctx, batch, max(2, steps // 5), eps=1.0)
+    figures += _apgd_throughput(ctx, batch, max(steps, 5))
+    profiles = ["quick"] if ctx.quick else ["quick", "standard"]
+    figures += _ensemble_cost(ctx, 16 if ctx.quick else 32, profiles)
     return figures

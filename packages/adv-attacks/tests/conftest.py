@@ -140,3 +140,32 @@ def regressor_cls():
 @pytest.fixture(scope="session")
 def make_cnn():
     return small_cnn
+
+
+def _template_data(n: int, seed: int) -> tuple[Tensor, Tensor]:
+    """1×10×10 images in [0, 1]: one fixed random template per class, plus noise."""
+    g = torch.Generator().manual_seed(1234)
+    templates = torch.randn(10, 1, 10, 10, generator=g)
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 10, (n,), generator=g)
+    x = 0.5 + 0.15 * templates[y] + 0.15 * torch.randn(n, 1, 10, 10, generator=g)
+    return x.clamp(0.0, 1.0), y
+
+
+@pytest.fixture(scope="session")
+def trained_cnn() -> tuple[nn.Module, Tensor, Tensor]:
+    """:func:`small_cnn` trained for 40 full-batch Adam steps on 10-class template images.
+
+    Returns the network (eval mode, frozen by seed), and 48 held-out images with their
+    labels; deterministic (seeded data, seeded initialisation, single-threaded order).
+    """
+    net = small_cnn(seed=0)
+    x, y = _template_data(256, seed=1)
+    opt = torch.optim.Adam(net.parameters(), lr=0.02)
+    for _ in range(40):
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+    net.eval()
+    x_test, y_test = _template_data(48, seed=2)
+    return net, x_test, y_test

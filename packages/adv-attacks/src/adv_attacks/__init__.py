@@ -1,10 +1,15 @@
 """White-box adversarial attacks on any predictive, Bayesian neural networks included.
 
 One-step (PGD1), PGD in L2 and L∞, PGD+ and ENT (SPEC §2), on objectives ``nll``, ``mse``,
-``cw`` and ``entropy``, for three kinds of target behind one API: a classifier returning
-logits, a Bayesian network's posterior predictive (PPD log-probabilities, draws fixed or
-redrawn every step with ``eot=True``), and a Gaussian regressor returning ``(mean, var)``.
-Each attack is a function (``pgd``) and a configurable class (``PGD``).
+``cw``, ``entropy`` and ``dlr``, for three kinds of target behind one API: a classifier
+returning logits, a Bayesian network's posterior predictive (PPD log-probabilities, draws
+fixed or redrawn every step with ``eot=True``), and a Gaussian regressor returning
+``(mean, var)``. Each attack is a function (``pgd``) and a configurable class (``PGD``).
+
+Reliable evaluation (Croce & Hein 2020): APGD and APGD-T (``apgd``, ``APGD``, ``APGDT``),
+the gradient-free Square attack (``square``, ``Square``; Andriushchenko et al. 2020), and
+``robust_accuracy``, the per-example worst case over an ensemble of them with masking
+diagnostics.
 
 Examples:
     >>> import torch
@@ -16,6 +21,7 @@ Examples:
 
 from __future__ import annotations
 
+from adv_attacks.apgd import APGD, APGDT, APGDLoss, apgd, apgd_checkpoints
 from adv_attacks.base import (
     Attack,
     AttackProblem,
@@ -23,10 +29,29 @@ from adv_attacks.base import (
     check_clamp,
     check_in_range,
 )
+from adv_attacks.ensemble import (
+    AttackSummary,
+    Diagnostic,
+    DiagnosticCode,
+    EnsembleAttack,
+    RobustAccuracy,
+    RobustAccuracyCurve,
+    Version,
+    robust_accuracy,
+    robust_accuracy_curve,
+)
 from adv_attacks.entropy import EntropyAttack, entropy_attack
 from adv_attacks.frozen import frozen_parameters
 from adv_attacks.norms import Norm, per_example_norm, random_in_ball
-from adv_attacks.objectives import Objective, ObjectiveSpec, attack_success, objective_values
+from adv_attacks.objectives import (
+    Objective,
+    ObjectiveSpec,
+    TargetedDLR,
+    attack_success,
+    dlr_values,
+    objective_values,
+    targeted_dlr_values,
+)
 from adv_attacks.one_step import OneStep, one_step
 from adv_attacks.pgd import PGD, pgd
 from adv_attacks.pgd_plus import PGDPlus, pgd_plus
@@ -37,11 +62,31 @@ from adv_attacks.predictive import (
     read_output,
 )
 from adv_attacks.routed import RoutedObjective, RoutedOneStep
+from adv_attacks.square import Square, square
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "APGD",
+    "APGDT",
     "PGD",
+    "APGDLoss",
+    "AttackSummary",
+    "Diagnostic",
+    "DiagnosticCode",
+    "EnsembleAttack",
+    "RobustAccuracy",
+    "RobustAccuracyCurve",
+    "Square",
+    "TargetedDLR",
+    "Version",
+    "apgd",
+    "apgd_checkpoints",
+    "dlr_values",
+    "robust_accuracy",
+    "robust_accuracy_curve",
+    "square",
+    "targeted_dlr_values",
     "Attack",
     "AttackProblem",
     "AttackResult",

@@ -321,12 +321,44 @@ class AttackProblem:
         self._y_raw = y
         self._y: Tensor | None = None
         self._checked = False
+        self._chunk_size = chunk_size
         self.chunks = _chunks(x, chunk_size, _forward_passes(predictive))
 
     @property
     def batch_size(self) -> int:
         """Number of examples ``B``."""
         return self.x.shape[0]
+
+    def subset(self, index: Tensor) -> AttackProblem:
+        """The same problem restricted to the examples ``index`` (1-D ``int64``), in order.
+
+        Labels are carried over: validated ones as they are, given but not yet validated
+        ones to be validated at the subset's first forward pass (no extra pass), missing
+        ones resolved first from the clean prediction. Attacks that work on the examples
+        still standing (APGD's restarts, APGD-T's targets, Square's queries) use it.
+        """
+        index = index.to(self.x.device)
+        if self._y is None and self._y_raw is None:
+            self.labels()
+        sub = object.__new__(AttackProblem)
+        sub.predictive = self.predictive
+        sub.x = self.x.index_select(0, index)
+        sub.eps = self.eps.index_select(0, index)
+        sub.norm = self.norm
+        sub.clamp = self.clamp
+        sub.targeted = self.targeted
+        sub._specs = self._specs
+        if self._y is not None:
+            sub._y_raw = sub._y = self._y.index_select(0, index.to(self._y.device))
+            sub._checked = True
+        else:
+            assert self._y_raw is not None
+            sub._y_raw = self._y_raw.index_select(0, index.to(self._y_raw.device))
+            sub._y = None
+            sub._checked = False
+        sub._chunk_size = self._chunk_size
+        sub.chunks = _chunks(sub.x, self._chunk_size, _forward_passes(self.predictive))
+        return sub
 
     # -- reading the predictive ---------------------------------------------------------
 

@@ -10,10 +10,14 @@ objective is computed on the PPD, not on mean logits nor as a mean of per-draw l
 | `mse` | not defined (ValueError) | `(y - m)²` |
 | `cw` | `min(max_{k≠y} log p_k - log p_y, κ)` | not defined (ValueError) |
 | `entropy` | `s · H[p]`, `s = ±1` | `s · log √v` |
+| `dlr` | `-(log p_y - max_{k≠y} log p_k) / (log p_π1 - log p_π3)` | not defined (ValueError) |
 
 Targeted variants (``targeted=True``, ``y`` = the target) ascend ``log p_t`` (``nll``),
 ``min(log p_t - max_{k≠t} log p_k, κ)`` (``cw``) or minus the regression loss at the target
 value (``nll``, ``mse``); ``entropy`` has no target (its sign says which way to push).
+``dlr`` (Croce & Hein 2020, the difference of logits ratio; ``π`` sorts the classes by
+decreasing log-probability) is untargeted; its targeted form, which reads both the label
+and a target, is :class:`TargetedDLR` (APGD-T).
 """
 
 from __future__ import annotations
@@ -29,7 +33,16 @@ from torch import Tensor
 from adv_attacks._options import coerce_option
 from adv_attacks.predictive import ClassificationOutput, PredictiveOutput, RegressionOutput
 
-__all__ = ["Objective", "ObjectiveSpec", "objective_values", "attack_success"]
+__all__ = [
+    "DLR_TINY",
+    "Objective",
+    "ObjectiveSpec",
+    "TargetedDLR",
+    "attack_success",
+    "dlr_values",
+    "objective_values",
+    "targeted_dlr_values",
+]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -45,6 +58,9 @@ class Objective(StrEnum):
     """Carlini–Wagner margin on log-probabilities, true class masked, capped at κ."""
     ENTROPY = "entropy"
     """Predictive entropy (regression: log predictive std), times ``entropy_sign``."""
+    DLR = "dlr"
+    """Difference of logits ratio (Croce & Hein 2020) on log-probabilities; classification,
+    at least 3 classes, untargeted only."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +101,11 @@ class ObjectiveSpec:
                 "targeted=True is not defined for objective='entropy' "
                 "(use entropy_sign to raise or lower the entropy)"
             )
+        if self.targeted and objective is Objective.DLR:
+            raise ValueError(
+                "targeted=True is not defined for objective='dlr': the targeted DLR reads "
+                "both the label and a target, use adv_attacks.TargetedDLR"
+            )
 
     @property
     def needs_labels(self) -> bool:
@@ -93,10 +114,11 @@ class ObjectiveSpec:
 
     def check_task(self, output: PredictiveOutput) -> None:
         """Raise ``ValueError`` if the objective is not defined for this kind of predictive."""
-        if isinstance(output, RegressionOutput) and self.objective is Objective.CW:
+        if isinstance(output, RegressionOutput) and self.objective in (Objective.CW, Objective.DLR):
             raise ValueError(
-                "objective='cw' needs a classification predictive; this predictive returned "
-                "(mean, var) (regression): use 'nll', 'mse' or 'entropy'"
+                f"objective={Objective(self.objective).value!r} needs a classification "
+                "predictive; this predictive returned (mean, var) (regression): use 'nll', "
+                "'mse' or 'entropy'"
             )
         if isinstance(output, ClassificationOutput):
             if self.objective is Objective.MSE:
@@ -106,6 +128,10 @@ class ObjectiveSpec:
                 )
             if self.objective is Objective.CW and output.num_classes < 2:
                 raise ValueError("objective='cw' needs at least 2 classes")
+            if self.objective is Objective.DLR and output.num_classes < 3:
+                raise ValueError(
+                    f"objective='dlr' needs at least 3 classes, got {output.num_classes}"
+                )
 
     def chunk(self, part: slice) -> ObjectiveSpec:
         """The objective for the examples ``part`` of the batch: itself (the same for all).
@@ -156,15 +182,134 @@ def _classification(
         h = _entropy(lp)
         return h if sign > 0 else -h
     assert y is not None
+    if objective is Objective.DLR:
+        return dlr_values(lp, y)
     lp_y = lp.gather(1, y.unsqueeze(1)).squeeze(1)
     if objective is Objective.NLL:
         return lp_y if targeted else -lp_y
     # CW: mask the true (or target) class with -inf before the max (SPEC §2), never
     # max((1 - onehot) * z), which picks the masked zero whenever the other scores are < 0.
-    mask = torch.zeros_like(lp, dtype=torch.bool).scatter_(1, y.unsqueeze(1), True)
-    other = lp.masked_fill(mask, float("-inf")).amax(dim=1)
+    other = _others_max(lp, y)
     margin = lp_y - other if targeted else other - lp_y
     return margin.clamp_max(kappa)
+
+
+DLR_TINY = 1e-12
+"""Added to the DLR denominators (as in the reference implementation of Croce & Hein 2020)
+so that a predictive whose three (four) largest scores tie gives a finite value."""
+
+
+def _others_max(lp: Tensor, y: Tensor) -> Tensor:
+    """``max_{k≠y} lp_k`` per row: the label masked with ``-inf`` before the max."""
+    mask = torch.zeros_like(lp, dtype=torch.bool).scatter_(1, y.unsqueeze(1), True)
+    return lp.masked_fill(mask, float("-inf")).amax(dim=1)
+
+
+def dlr_values(log_probs: Tensor, y: Tensor) -> Tensor:
+    """Difference of logits ratio, ``-(z_y - max_{k≠y} z_k) / (z_π1 - z_π3 + 10⁻¹²)``.
+
+    Croce & Hein (2020), eq. (5), with ``z`` the log-probabilities of the predictive and
+    ``z_π1 ≥ z_π2 ≥ …`` its sorted scores. The ratio is invariant to a shift of ``z`` (and to
+    a positive rescaling): on logits and on their ``log_softmax`` it is the same number, so
+    for a deterministic classifier it equals the reference's DLR on logits; for a BNN it is
+    taken on the log of the mean probabilities (the PPD).
+
+    Args:
+        log_probs: ``(B, C)``, ``C >= 3``.
+        y: Labels ``(B,)``.
+
+    Returns:
+        ``(B,)``; positive exactly where the prediction differs from ``y``.
+
+    Examples:
+        >>> z = torch.tensor([[3.0, 1.0, 0.0, -1.0]])
+        >>> dlr_values(z, torch.tensor([0]))  # -(3 - 1) / (3 - 0)
+        tensor([-0.6667])
+    """
+    top3 = log_probs.topk(3, dim=1).values
+    z_y = log_probs.gather(1, y.unsqueeze(1)).squeeze(1)
+    return -(z_y - _others_max(log_probs, y)) / (top3[:, 0] - top3[:, 2] + DLR_TINY)
+
+
+def targeted_dlr_values(log_probs: Tensor, y: Tensor, target: Tensor) -> Tensor:
+    """Targeted DLR, ``-(z_y - z_t) / (z_π1 - (z_π3 + z_π4) / 2 + 10⁻¹²)`` (APGD-T).
+
+    Croce & Hein (2020), eq. (6): ascending it moves the score of the target ``t`` above
+    the label's ``y``; shift-invariant like :func:`dlr_values`.
+
+    Args:
+        log_probs: ``(B, C)``, ``C >= 4``.
+        y: Labels ``(B,)``.
+        target: Target classes ``(B,)``.
+
+    Returns:
+        ``(B,)``.
+
+    Examples:
+        >>> z = torch.tensor([[3.0, 1.0, 0.0, -1.0]])
+        >>> targeted_dlr_values(z, torch.tensor([0]), torch.tensor([1]))  # -2 / 3.5
+        tensor([-0.5714])
+    """
+    top4 = log_probs.topk(4, dim=1).values
+    z_y = log_probs.gather(1, y.unsqueeze(1)).squeeze(1)
+    z_t = log_probs.gather(1, target.unsqueeze(1)).squeeze(1)
+    return -(z_y - z_t) / (top4[:, 0] - 0.5 * (top4[:, 2] + top4[:, 3]) + DLR_TINY)
+
+
+@dataclass(frozen=True)
+class TargetedDLR:
+    """The targeted DLR objective with one target per example (used by APGD-T).
+
+    Stands where an :class:`ObjectiveSpec` is (``total``, ``values``, ``check_task``,
+    ``needs_labels``, ``targeted``, ``chunk``). ``y`` stays the *label*: an attack on it is
+    untargeted in its success criterion (the prediction differs from ``y``) and targeted only
+    in the direction it ascends.
+
+    Attributes:
+        targets: ``(B,)`` ``int64`` target classes.
+
+    Examples:
+        >>> from adv_attacks.predictive import read_output
+        >>> spec = TargetedDLR(torch.tensor([1]))
+        >>> spec.values(read_output(torch.tensor([[3.0, 1.0, 0.0, -1.0]]), 1), torch.tensor([0]))
+        tensor([-0.5714])
+    """
+
+    targets: Tensor
+    needs_labels = True
+    targeted = False
+
+    def __post_init__(self) -> None:
+        t = self.targets
+        if not isinstance(t, Tensor) or t.ndim != 1 or t.dtype != torch.long:
+            raise TypeError("targets must be a 1-D int64 tensor (one target per example)")
+
+    def check_task(self, output: PredictiveOutput) -> None:
+        """A classification predictive with at least 4 classes."""
+        if not isinstance(output, ClassificationOutput):
+            raise ValueError("the targeted DLR needs a classification predictive")
+        if output.num_classes < 4:
+            raise ValueError(f"the targeted DLR needs at least 4 classes, got {output.num_classes}")
+
+    def chunk(self, part: slice) -> TargetedDLR:
+        """The same objective for the examples ``part`` of the batch."""
+        return TargetedDLR(self.targets[part])
+
+    def total(self, output: PredictiveOutput, y: Tensor | None) -> Tensor:
+        """``Σ_b J_b``."""
+        return self.values(output, y).sum()
+
+    def values(self, output: PredictiveOutput, y: Tensor | None) -> Tensor:
+        """Per-example values, ``(B,)``; see :func:`targeted_dlr_values`."""
+        self.check_task(output)
+        if y is None:
+            raise ValueError("the targeted DLR needs labels y; got None")
+        assert isinstance(output, ClassificationOutput)
+        if self.targets.shape[0] != output.batch_size:
+            raise ValueError(
+                f"targets has {self.targets.shape[0]} entries for a batch of {output.batch_size}"
+            )
+        return targeted_dlr_values(output.log_probs, y, self.targets.to(y.device))
 
 
 def _regression(
@@ -197,7 +342,7 @@ def objective_values(
         output: The predictive read at ``x'`` (see :func:`adv_attacks.predictive.read_output`).
         y: Labels ``(B,)`` (``int64`` class indices, or regression targets), or targets when
             ``targeted``; ignored (may be ``None``) for ``entropy``.
-        objective: ``"nll"``, ``"mse"``, ``"cw"`` or ``"entropy"``.
+        objective: ``"nll"``, ``"mse"``, ``"cw"``, ``"entropy"`` or ``"dlr"``.
         kappa: CW confidence κ ≥ 0: the margin ``max_{k≠y} log p_k - log p_y`` is capped at κ.
         entropy_sign: ``+1`` (raise the entropy) or ``-1`` (lower it).
         targeted: Ascend towards the target ``y`` instead of away from the label ``y``.
