@@ -514,7 +514,6 @@ def main(argv: list[str] | None = None) -> int:
         if not need_model:
             continue
         model, meta = train(setting, seed, profile, data, run, device, progress)
-        histories[f"{setting.name}/{seed}"] = meta["history"]
         if seed == profile.seeds[0] and setting.kind == "bayes":
             plotted[setting.name] = model
         if key in store:
@@ -526,6 +525,10 @@ def main(argv: list[str] | None = None) -> int:
                    "eval_time_s": round(time.perf_counter() - t0, 2)})  # fmt: skip
         print(f"  {setting.name} seed {seed}: acc {row['accuracy']:.3f} ECE {row['ece']:.3f} "
               f"AUROC H {row['auroc_entropy']:.3f} PGD {row['pgd_accuracy']:.3f}")  # fmt: skip
+    for setting, seed in todo:  # every finished model's training history
+        meta_path = run.models / f"{slug(setting.name)}-s{seed}.json"
+        if meta_path.exists():
+            histories[f"{setting.name}/{seed}"] = json.loads(meta_path.read_text())["history"]
     names = {s.name for s in settings}
     rows = [r for r in store.rows() if r["model"] in names and r["seed"] in profile.seeds]
     text = tables(rows, settings)
