@@ -98,6 +98,8 @@ SETTINGS: tuple[Setting, ...] = (
             trainer={"rho_lr_scale": 10.0, "temperature": 0.3}),  # fmt: skip
     Setting("σ0=1e-3, ρ-lr×10, T=0.1", init_sigma=1e-3,
             trainer={"rho_lr_scale": 10.0, "temperature": 0.1}),  # fmt: skip
+    Setting("σ0=1e-3, ρ-lr×10, T=0.03", init_sigma=1e-3,
+            trainer={"rho_lr_scale": 10.0, "temperature": 0.03}),  # fmt: skip
     Setting("σ0=1e-3, 2× epochs", init_sigma=1e-3, trainer={"epochs_factor": 2}),
     Setting("σ0=0.049", init_sigma=RHO_M3),
     Setting("σ0=0.049, ρ-lr×10", init_sigma=RHO_M3, trainer={"rho_lr_scale": 10.0}),

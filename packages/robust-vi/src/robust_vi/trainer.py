@@ -52,7 +52,7 @@ from robust_vi.objective import Objective, ObjectiveResult
 from robust_vi.posterior_draw import PosteriorDraw
 from robust_vi.recipes import Recipe
 
-__all__ = ["Callback", "Trainer"]
+__all__ = ["DEFAULT_RHO_LR_SCALE", "DEFAULT_TEMPERATURE", "Callback", "Trainer"]
 
 Callback = Callable[["Trainer", dict[str, Any]], None]
 """Called as ``callback(trainer, record)`` after each epoch (after its checkpoint)."""
@@ -62,6 +62,12 @@ TrainData = DataLoader | Dataset | tuple[Tensor, Tensor]
 a pair of tensors ``(x, y)``."""
 
 _FORMAT = 1
+
+DEFAULT_TEMPERATURE = 0.03
+"""The default posterior temperature ``T`` (KL weight): chosen by ``bench/posterior.py``, see
+docs/theory.md, "Training the posterior" (``1.0`` is the plain ELBO)."""
+DEFAULT_RHO_LR_SCALE = 10.0
+"""The default learning-rate multiplier of the posterior scales ``ρ`` (same study)."""
 
 
 class Trainer:
@@ -87,11 +93,13 @@ class Trainer:
             2016); ``0`` (default) is no annealing.
         temperature: ``T > 0``, a constant factor on the KL weight: the tempered objective
             ``E_q[log p(D | β)] − T · KL(q ‖ p)`` (Wenzel et al. 2020; ``T < 1`` is a "cold"
-            posterior). Default ``1.0``: the ELBO.
+            posterior). Default :data:`DEFAULT_TEMPERATURE` (``0.03``, chosen by measurement:
+            docs/theory.md, "Training the posterior"); ``1.0`` is the ELBO.
         rho_lr_scale: Learning rate of the posterior scales ``ρ`` of the Bayesian layers,
             as a multiple of ``lr`` (their own Adam parameter group, decayed alike).
-            Default ``1.0``: one learning rate for all (see docs/theory.md, "Training the
-            posterior").
+            Default :data:`DEFAULT_RHO_LR_SCALE` (``10``: with one learning rate for all,
+            Adam's capped steps leave every ``σ`` where the schedule puts it; see
+            docs/theory.md, "Training the posterior"); ``1.0`` is one group for all.
         batch_size: Minibatch size when the data are tensors or a ``Dataset``. Default 128.
         shuffle: Reshuffle tensors/``Dataset`` data every epoch (with the trainer's own
             generator). Default ``True``. A ``DataLoader`` is used as it is.
@@ -126,7 +134,7 @@ class Trainer:
         >>> trainer = Trainer(model, recipe("MIX", eps=2.0), epochs=1, progress=False)
         >>> history = trainer.fit((x, y), val_data=(x, y))  # or a DataLoader of (x, y)
         >>> sorted(history[-1])[:4]
-        ['data_term', 'epoch', 'kl', 'kl_weight']
+        ['data_term', 'elbo', 'epoch', 'expected_log_likelihood']
     """
 
     def __init__(
@@ -140,8 +148,8 @@ class Trainer:
         lr: float = 1e-3,
         lr_decay: float = 1.0,
         kl_warmup_epochs: int = 0,
-        temperature: float = 1.0,
-        rho_lr_scale: float = 1.0,
+        temperature: float = DEFAULT_TEMPERATURE,
+        rho_lr_scale: float = DEFAULT_RHO_LR_SCALE,
         batch_size: int = 128,
         shuffle: bool = True,
         seed: int = 0,
@@ -208,7 +216,7 @@ class Trainer:
         if not params:
             raise ValueError("model has no trainable parameters")
         groups: list[dict[str, Any]] = [{"params": params}]
-        if self.rho_lr_scale != 1.0:  # else one group, as before: older checkpoints load
+        if self.rho_lr_scale != 1.0:  # else one group (as before the option existed)
             ids = {
                 id(r) for _, m in bayesian_modules(model) for _, _, r in m.variational_parameters()
             }
