@@ -94,20 +94,35 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("σ0=1e-3, ρ-lr×10", init_sigma=1e-3, trainer={"rho_lr_scale": 10.0}),
     Setting("σ0=1e-3, ρ-lr×3", init_sigma=1e-3, trainer={"rho_lr_scale": 3.0}),
     Setting("σ0=1e-3, ρ-lr×30", init_sigma=1e-3, trainer={"rho_lr_scale": 30.0}),
-    Setting("σ0=1e-3, ρ-lr×10, T=0.3", init_sigma=1e-3,
-            trainer={"rho_lr_scale": 10.0, "temperature": 0.3}),  # fmt: skip
-    Setting("σ0=1e-3, ρ-lr×10, T=0.1", init_sigma=1e-3,
-            trainer={"rho_lr_scale": 10.0, "temperature": 0.1}),  # fmt: skip
-    Setting("σ0=1e-3, ρ-lr×10, T=0.03", init_sigma=1e-3,
-            trainer={"rho_lr_scale": 10.0, "temperature": 0.03}),  # fmt: skip
+    Setting(
+        "σ0=1e-3, ρ-lr×10, T=0.3",
+        init_sigma=1e-3,
+        trainer={"rho_lr_scale": 10.0, "temperature": 0.3},
+    ),  # fmt: skip
+    Setting(
+        "σ0=1e-3, ρ-lr×10, T=0.1",
+        init_sigma=1e-3,
+        trainer={"rho_lr_scale": 10.0, "temperature": 0.1},
+    ),  # fmt: skip
+    Setting(
+        "σ0=1e-3, ρ-lr×10, T=0.03",
+        init_sigma=1e-3,
+        trainer={"rho_lr_scale": 10.0, "temperature": 0.03},
+    ),  # fmt: skip
     Setting("σ0=1e-3, 2× epochs", init_sigma=1e-3, trainer={"epochs_factor": 2}),
     Setting("σ0=0.049", init_sigma=RHO_M3),
     Setting("σ0=0.049, ρ-lr×10", init_sigma=RHO_M3, trainer={"rho_lr_scale": 10.0}),
     Setting("σ0=0.049, ρ-lr×30", init_sigma=RHO_M3, trainer={"rho_lr_scale": 30.0}),
-    Setting("σ0=0.049, ρ-lr×10, T=0.1", init_sigma=RHO_M3,
-            trainer={"rho_lr_scale": 10.0, "temperature": 0.1}),  # fmt: skip
-    Setting("σ0=0.049, ρ-lr×10, T=0.03", init_sigma=RHO_M3,
-            trainer={"rho_lr_scale": 10.0, "temperature": 0.03}),  # fmt: skip
+    Setting(
+        "σ0=0.049, ρ-lr×10, T=0.1",
+        init_sigma=RHO_M3,
+        trainer={"rho_lr_scale": 10.0, "temperature": 0.1},
+    ),  # fmt: skip
+    Setting(
+        "σ0=0.049, ρ-lr×10, T=0.03",
+        init_sigma=RHO_M3,
+        trainer={"rho_lr_scale": 10.0, "temperature": 0.03},
+    ),  # fmt: skip
     Setting("σ0=0.049, KL warm-up 5", init_sigma=RHO_M3, trainer={"kl_warmup_epochs": 5}),
     Setting("σ0=0.049, T=0.1", init_sigma=RHO_M3, trainer={"temperature": 0.1}),
 )
@@ -253,6 +268,8 @@ def train(
     torch.manual_seed(seed)
     model = build(setting).to(device)
     options = dict(setting.trainer)
+    if setting.kind == "bayes":  # every option explicit: the table does not follow defaults
+        options = {"rho_lr_scale": 1.0, "temperature": 1.0, **options}
     epochs = profile.epochs * options.pop("epochs_factor", 1)
     objective = recipe("BL") if setting.kind == "bayes" else AdversarialTraining()
     channel = None if setting.kind == "bayes" else IdentityChannel()
