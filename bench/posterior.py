@@ -463,7 +463,9 @@ def plot_sigma(models: dict[str, nn.Module], path: Path) -> None:
         return
     cols = min(4, len(names))
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False, sharey=True
+    )  # one scale: a flat box is a σ the data did not move
     for ax, name in zip(axes.flat, names, strict=False):
         values, labels = [], []
         for lname, layer in _bayes_layers(models[name]):
