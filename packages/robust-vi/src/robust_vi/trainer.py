@@ -88,7 +88,7 @@ class Trainer:
         lr: Adam's learning rate. Default ``1e-3``.
         lr_decay: ``γ`` of the exponential decay, ``lr_e = lr γ^e`` (``0 < γ <= 1``).
             Default ``1.0`` (constant).
-        kl_warmup_epochs: ``W >= 0``: KL weight ``min(1, (e + 1)/(W + 1))`` in epoch ``e``
+        kl_warmup_epochs: ``W >= 0``: KL weight ``T · min(1, (e + 1)/(W + 1))`` in epoch ``e``
             (0-based), a linear warm-up (KL annealing, Bowman et al. 2016; Sønderby et al.
             2016); ``0`` (default) is no annealing.
         temperature: ``T > 0``, a constant factor on the KL weight: the tempered objective
