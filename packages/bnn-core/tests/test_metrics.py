@@ -8,9 +8,11 @@ from scipy.stats import entropy as scipy_entropy
 
 from bnn_core import (
     accuracy,
+    brier_score,
     expected_calibration_error,
     gaussian_mixture_nll,
     gaussian_nll,
+    mutual_information,
     nll,
     predictive_entropy,
     rmse,
@@ -81,6 +83,62 @@ def test_ece_hand_cases() -> None:
     assert expected_calibration_error(
         right, torch.ones(4, dtype=torch.long)
     ).item() == pytest.approx(0.9)
+
+
+def test_ece_bin_count_matters_hand_case() -> None:
+    # conf 0.4 and right, conf 0.9 and wrong: one bin |0.5 − 0.65| = 0.15; two bins
+    # ½ |1 − 0.4| + ½ |0 − 0.9| = 0.75
+    probs = torch.tensor([[0.4, 0.3, 0.3], [0.9, 0.05, 0.05]], dtype=torch.float64)
+    y = torch.tensor([0, 1])
+    assert expected_calibration_error(probs.log(), y, 1).item() == pytest.approx(0.15)
+    assert expected_calibration_error(probs.log(), y, 2).item() == pytest.approx(0.75)
+
+
+def test_brier_score_hand_cases_and_brute_force() -> None:
+    probs = torch.tensor([[0.5, 0.5, 0.0], [0.7, 0.2, 0.1], [0.0, 1.0, 0.0]], dtype=torch.float64)
+    y = torch.tensor([0, 0, 0])
+    # (½² + ½²), (0.3² + 0.2² + 0.1²), (1² + 1²): a confident wrong answer scores 2
+    expected = torch.tensor([0.5, 0.14, 2.0], dtype=torch.float64)
+    torch.testing.assert_close(brier_score(probs.log(), y, reduction="none"), expected)
+    assert brier_score(probs.log(), y).item() == pytest.approx(float(expected.mean()))
+    assert brier_score(torch.zeros(1, 4), torch.tensor([2])).item() == pytest.approx(0.75)
+    logits = torch.randn(50, 6, dtype=torch.float64)
+    labels = torch.randint(0, 6, (50,))
+    p = logits.softmax(-1).numpy()
+    ref = sum(((p[i] - np.eye(6)[labels[i]]) ** 2).sum() for i in range(50)) / 50
+    assert brier_score(logits, labels).item() == pytest.approx(ref, abs=1e-12)
+
+
+def test_mutual_information_hand_cases() -> None:
+    # identical draws: no epistemic uncertainty, whatever their entropy
+    same = torch.tensor([0.3, 1.2, -0.4], dtype=torch.float64).expand(4, 1, 3)
+    assert mutual_information(same).item() == pytest.approx(0.0, abs=1e-12)
+
+    # two draws (0.5, 0.5) and (0.9, 0.1): H[(0.7, 0.3)] − ½ (H[(½, ½)] + H[(0.9, 0.1)])
+    def h(*p: float) -> float:
+        return -sum(q * math.log(q) for q in p)
+
+    draws = torch.tensor([[[0.5, 0.5]], [[0.9, 0.1]]], dtype=torch.float64).log()
+    ref = h(0.7, 0.3) - 0.5 * (h(0.5, 0.5) + h(0.9, 0.1))
+    assert mutual_information(draws).item() == pytest.approx(ref, abs=1e-12)
+    # two confident opposite draws: log 2, the most that two draws can give
+    opposite = torch.tensor([[[30.0, -30.0]], [[-30.0, 30.0]]], dtype=torch.float64)
+    assert mutual_information(opposite).item() == pytest.approx(math.log(2), abs=1e-10)
+
+
+def test_mutual_information_against_numpy_and_bounds() -> None:
+    logits = torch.randn(7, 20, 5, dtype=torch.float64) * 2
+    p = logits.softmax(-1).numpy()
+    mean = p.mean(axis=0)
+    ref = scipy_entropy(mean, axis=-1) - scipy_entropy(p, axis=-1).mean(axis=0)
+    mi = mutual_information(logits, reduction="none")
+    np.testing.assert_allclose(mi.numpy(), ref, atol=1e-12)
+    ppd = torch.tensor(mean).log()
+    assert (mi >= 0).all() and (mi <= predictive_entropy(ppd, reduction="none") + 1e-12).all()
+    assert (mi <= math.log(7) + 1e-12).all()
+    assert mutual_information(logits, reduction="sum").item() == pytest.approx(ref.sum())
+    with pytest.raises(ValueError, match="draw_outputs must have 3 dimensions"):
+        mutual_information(torch.randn(4, 3))
 
 
 def test_regression_metrics() -> None:

@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from adv_channels import IdentityChannel
-from bnn_core import PosteriorPredictive, nll, regression_mlp
+from bnn_core import PosteriorPredictive, nll, posterior_summary, regression_mlp
 from robust_vi import CHECKPOINT_NAME, SurrogateELBO, Trainer, recipe
 
 
@@ -209,6 +209,7 @@ def test_schedules_are_recorded(make_images, small_cnn):
         lr=0.01,
         lr_decay=0.5,
         kl_warmup_epochs=2,
+        temperature=1.0,
         batch_size=8,
         progress=False,
     )
@@ -216,6 +217,47 @@ def test_schedules_are_recorded(make_images, small_cnn):
     assert [r["kl_weight"] for r in history] == pytest.approx([1 / 3, 2 / 3, 1.0])
     assert [r["lr"] for r in history] == pytest.approx([0.01, 0.005, 0.0025])
     assert isinstance(trainer.channel, IdentityChannel)
+
+
+def test_temperature_scales_the_kl_weight_of_the_loss(make_images, small_cnn):
+    x, y = make_images(16)
+    trainer = Trainer(
+        small_cnn(), SurrogateELBO(), epochs=2, kl_warmup_epochs=1, temperature=0.1,
+        batch_size=16, progress=False,
+    )  # fmt: skip
+    history = trainer.fit((x, y))
+    assert [r["kl_weight"] for r in history] == pytest.approx([0.05, 0.1])
+    for r in history:  # one batch per epoch: loss = −E log p + T w KL / N
+        assert r["loss"] == pytest.approx(-r["data_term"] + r["kl_weight"] * r["kl"] / 16, rel=1e-5)
+
+
+def test_rho_lr_scale_gives_rho_its_own_step(make_images, small_cnn):
+    x, y = make_images(16)
+    model = small_cnn()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = Trainer(model, recipe("BL"), epochs=1, lr=1e-3, rho_lr_scale=10.0, batch_size=16,
+                      progress=False)  # fmt: skip
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([1e-3, 1e-2])
+    trainer.fit((x, y))
+    # Adam's first step moves every parameter by its learning rate (times sign of the gradient)
+    for key, value in model.state_dict().items():
+        step = (value - before[key]).abs().median().item()
+        assert step == pytest.approx(1e-2 if key.endswith("_rho") else 1e-3, rel=1e-2), key
+    one = Trainer(small_cnn(), recipe("BL"), rho_lr_scale=1.0, progress=False)
+    assert len(one.optimizer.param_groups) == 1
+
+
+def test_history_records_the_elbo_and_the_posterior(make_images, small_cnn):
+    x, y = make_images(16)
+    model = small_cnn()
+    history = Trainer(model, recipe("BL"), epochs=2, batch_size=8, progress=False).fit((x, y))
+    for r in history:
+        assert r["expected_log_likelihood"] == pytest.approx(16 * r["data_term"])
+        assert r["elbo"] == pytest.approx(16 * r["data_term"] - r["kl"])
+    assert history[-1]["posterior"] == posterior_summary(model)
+    assert history[0]["posterior"] != history[-1]["posterior"]
+    at = Trainer(small_cnn(bayesian=False), recipe("AT", eps=1.0), epochs=1, progress=False)
+    assert "posterior" not in at.fit((x, y))[-1]
 
 
 def test_validation_is_the_ppd_of_the_trained_model(make_images, small_cnn):
@@ -268,6 +310,8 @@ def test_checkpoint_of_another_objective_is_refused(tmp_path, make_images, small
         ({"lr": 0.0}, ValueError, "lr"),
         ({"lr_decay": 1.5}, ValueError, "lr_decay"),
         ({"kl_warmup_epochs": -1}, ValueError, "kl_warmup_epochs"),
+        ({"temperature": 0.0}, ValueError, "temperature"),
+        ({"rho_lr_scale": -1.0}, ValueError, "rho_lr_scale"),
         ({"dataset_size": 0}, ValueError, "dataset_size"),
         ({"callbacks": [3]}, TypeError, "callbacks"),
         ({"device": 3}, TypeError, "device"),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from bnn_core._version import __version__
 from bnn_core.convert import to_bayesian
+from bnn_core.diagnostics import posterior_summary
 from bnn_core.enums import Reduction, SampleMode, SamplingMethod, Task
 from bnn_core.kl import kl_divergence
 from bnn_core.layers import (
@@ -34,9 +35,11 @@ from bnn_core.layers import (
 from bnn_core.likelihood import GaussianLikelihood, gaussian_log_prob, gaussian_mixture_log_prob
 from bnn_core.metrics import (
     accuracy,
+    brier_score,
     expected_calibration_error,
     gaussian_mixture_nll,
     gaussian_nll,
+    mutual_information,
     nll,
     predictive_entropy,
     rmse,
@@ -80,6 +83,7 @@ __all__ = [
     "__version__",
     "accuracy",
     "bayesian_modules",
+    "brier_score",
     "cifar_cnn",
     "draw_noise",
     "expected_calibration_error",
@@ -93,7 +97,9 @@ __all__ = [
     "kl_divergence",
     "load_model",
     "mnist_cnn",
+    "mutual_information",
     "nll",
+    "posterior_summary",
     "ppd_log_probs",
     "predictive_entropy",
     "regression_mlp",

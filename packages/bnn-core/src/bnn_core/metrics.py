@@ -7,6 +7,8 @@ the identity on log-probabilities. Regression metrics take means, variances and 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -16,9 +18,11 @@ from bnn_core.likelihood import gaussian_log_prob, gaussian_mixture_log_prob, ma
 
 __all__ = [
     "accuracy",
+    "brier_score",
     "expected_calibration_error",
     "gaussian_mixture_nll",
     "gaussian_nll",
+    "mutual_information",
     "nll",
     "predictive_entropy",
     "rmse",
@@ -139,6 +143,64 @@ def expected_calibration_error(outputs: Tensor, target: Tensor, num_bins: int = 
     gap = torch.zeros(num_bins, dtype=probs.dtype, device=probs.device)
     gap.index_add_(0, bins, correct - confidence)
     return gap.abs().sum() / target.numel()
+
+
+def brier_score(outputs: Tensor, target: Tensor, reduction: Reduction | str = "mean") -> Tensor:
+    """Brier score ``Σ_c (p_c − 1[y = c])²`` of each predictive distribution (Brier 1950).
+
+    The multi-class form (a proper scoring rule, lower is better): ``0`` for a confident
+    right answer, ``2`` for a confident wrong one, ``1 − 1/C`` for the uniform predictive.
+
+    Args:
+        outputs: ``(B, C)`` logits or log-probabilities (e.g. the PPD's).
+        target: ``(B,)`` integer labels.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (``(B,)``).
+
+    Returns:
+        A scalar (or ``(B,)``) tensor in ``[0, 2]``, differentiable in ``outputs``.
+
+    Examples:
+        >>> brier_score(torch.tensor([[0.0, 0.0]]), torch.tensor([0]))  # p = (½, ½)
+        tensor(0.5000)
+    """
+    probs = _log_probs(outputs).exp()
+    target = _labels(target, outputs)
+    onehot = torch.zeros_like(probs).scatter_(1, target.unsqueeze(1), 1.0)
+    return _reduce((probs - onehot).square().sum(dim=-1), reduction)
+
+
+def mutual_information(draw_outputs: Tensor, reduction: Reduction | str = "mean") -> Tensor:
+    """The epistemic part of the predictive entropy, ``I[y; β | x] = H[E_β p] − E_β H[p]``.
+
+    The mutual information between the label and the weights (Houlsby et al. 2011, "BALD";
+    Depeweg et al. 2018): the predictive entropy of the PPD ``(1/M) Σ_m p(y | x, β_m)``
+    minus the mean entropy of the per-draw predictives. It is ``0`` when every draw
+    predicts the same distribution, and at most ``min(log C, log M)``.
+
+    Args:
+        draw_outputs: ``(M, B, C)`` per-draw logits or log-probabilities (e.g. from
+            :func:`bnn_core.forward_samples`); ``log_softmax`` is applied per draw.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (``(B,)``).
+
+    Returns:
+        Nats, ``>= 0`` (clamped at ``0`` against rounding); differentiable.
+
+    Examples:
+        >>> draws = torch.tensor([[[9.0, -9.0]], [[-9.0, 9.0]]])  # two confident, opposite
+        >>> round(float(mutual_information(draws)), 4)  # ≈ log 2
+        0.6931
+    """
+    check_tensor(draw_outputs, "draw_outputs", ndim=3, floating=True)
+    if draw_outputs.shape[0] == 0:
+        raise ValueError("draw_outputs must hold at least one draw (M >= 1)")
+    log_probs = draw_outputs.log_softmax(dim=-1)  # (M, B, C)
+    m = draw_outputs.shape[0]
+    ppd = torch.logsumexp(log_probs, dim=0) - math.log(m)  # (B, C)
+    total = predictive_entropy(ppd, reduction="none")
+    per_draw = predictive_entropy(log_probs.flatten(0, 1), reduction="none").view(
+        m, draw_outputs.shape[1]
+    )
+    return _reduce((total - per_draw.mean(dim=0)).clamp_min(0.0), reduction)
 
 
 def rmse(pred: Tensor, target: Tensor) -> Tensor:

@@ -32,8 +32,10 @@ from bnn_core import (
     GaussianLikelihood,
     PosteriorPredictive,
     Task,
+    bayesian_modules,
     gaussian_mixture_nll,
     nll,
+    posterior_summary,
     sample_mode,
 )
 from robust_vi._checks import (
@@ -50,7 +52,7 @@ from robust_vi.objective import Objective, ObjectiveResult
 from robust_vi.posterior_draw import PosteriorDraw
 from robust_vi.recipes import Recipe
 
-__all__ = ["Callback", "Trainer"]
+__all__ = ["DEFAULT_RHO_LR_SCALE", "DEFAULT_TEMPERATURE", "Callback", "Trainer"]
 
 Callback = Callable[["Trainer", dict[str, Any]], None]
 """Called as ``callback(trainer, record)`` after each epoch (after its checkpoint)."""
@@ -60,6 +62,12 @@ TrainData = DataLoader | Dataset | tuple[Tensor, Tensor]
 a pair of tensors ``(x, y)``."""
 
 _FORMAT = 1
+
+DEFAULT_TEMPERATURE = 0.03
+"""The default posterior temperature ``T`` (KL weight): chosen by ``bench/posterior.py``, see
+docs/theory.md, "Training the posterior" (``1.0`` is the plain ELBO)."""
+DEFAULT_RHO_LR_SCALE = 10.0
+"""The default learning-rate multiplier of the posterior scales ``ρ`` (same study)."""
 
 
 class Trainer:
@@ -80,8 +88,18 @@ class Trainer:
         lr: Adam's learning rate. Default ``1e-3``.
         lr_decay: ``γ`` of the exponential decay, ``lr_e = lr γ^e`` (``0 < γ <= 1``).
             Default ``1.0`` (constant).
-        kl_warmup_epochs: ``W >= 0``: KL weight ``min(1, (e + 1)/(W + 1))`` in epoch ``e``
-            (0-based), a linear warm-up; ``0`` (default) is no annealing.
+        kl_warmup_epochs: ``W >= 0``: KL weight ``T · min(1, (e + 1)/(W + 1))`` in epoch ``e``
+            (0-based), a linear warm-up (KL annealing, Bowman et al. 2016; Sønderby et al.
+            2016); ``0`` (default) is no annealing.
+        temperature: ``T > 0``, a constant factor on the KL weight: the tempered objective
+            ``E_q[log p(D | β)] − T · KL(q ‖ p)`` (Wenzel et al. 2020; ``T < 1`` is a "cold"
+            posterior). Default :data:`DEFAULT_TEMPERATURE` (``0.03``, chosen by measurement:
+            docs/theory.md, "Training the posterior"); ``1.0`` is the ELBO.
+        rho_lr_scale: Learning rate of the posterior scales ``ρ`` of the Bayesian layers,
+            as a multiple of ``lr`` (their own Adam parameter group, decayed alike).
+            Default :data:`DEFAULT_RHO_LR_SCALE` (``10``: with one learning rate for all,
+            Adam's capped steps leave every ``σ`` where the schedule puts it; see
+            docs/theory.md, "Training the posterior"); ``1.0`` is one group for all.
         batch_size: Minibatch size when the data are tensors or a ``Dataset``. Default 128.
         shuffle: Reshuffle tensors/``Dataset`` data every epoch (with the trainer's own
             generator). Default ``True``. A ``DataLoader`` is used as it is.
@@ -100,7 +118,10 @@ class Trainer:
         history: One dict per finished epoch: ``epoch``, ``loss``, ``data_term``, ``kl``,
             ``kl_weight``, ``lr``, ``train_accuracy`` (classification, on the channel's
             inputs) or ``train_rmse``, ``penalty`` and ``adversary_loss`` where they apply,
-            ``time_s``, and ``val_*`` metrics when validation data are given.
+            ``time_s``, and ``val_*`` metrics when validation data are given. Posterior
+            objectives add ``expected_log_likelihood`` (``N · data_term``, nats),
+            ``elbo`` (that minus ``kl``; epoch averages over the minibatches) and
+            ``posterior`` (:func:`bnn_core.posterior_summary` at the end of the epoch).
         epoch: The number of finished epochs.
 
     Determinism: with tensors or a ``Dataset`` everything is reproducible; with a shuffling
@@ -113,7 +134,7 @@ class Trainer:
         >>> trainer = Trainer(model, recipe("MIX", eps=2.0), epochs=1, progress=False)
         >>> history = trainer.fit((x, y), val_data=(x, y))  # or a DataLoader of (x, y)
         >>> sorted(history[-1])[:4]
-        ['data_term', 'epoch', 'kl', 'kl_weight']
+        ['data_term', 'elbo', 'epoch', 'expected_log_likelihood']
     """
 
     def __init__(
@@ -127,6 +148,8 @@ class Trainer:
         lr: float = 1e-3,
         lr_decay: float = 1.0,
         kl_warmup_epochs: int = 0,
+        temperature: float = DEFAULT_TEMPERATURE,
+        rho_lr_scale: float = DEFAULT_RHO_LR_SCALE,
         batch_size: int = 128,
         shuffle: bool = True,
         seed: int = 0,
@@ -166,6 +189,8 @@ class Trainer:
         if self.lr_decay > 1.0:
             raise ValueError(f"lr_decay must be in (0, 1]; got {lr_decay}")
         self.kl_warmup_epochs = check_nonnegative_int(kl_warmup_epochs, "kl_warmup_epochs")
+        self.temperature = check_float(temperature, "temperature", positive=True)
+        self.rho_lr_scale = check_float(rho_lr_scale, "rho_lr_scale", positive=True)
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.shuffle = bool(shuffle)
         self.seed = check_nonnegative_int(seed, "seed")
@@ -190,7 +215,15 @@ class Trainer:
         params = [p for p in params if p.requires_grad]
         if not params:
             raise ValueError("model has no trainable parameters")
-        self.optimizer = torch.optim.Adam(params, lr=self.lr)
+        groups: list[dict[str, Any]] = [{"params": params}]
+        if self.rho_lr_scale != 1.0:  # else one group (as before the option existed)
+            ids = {
+                id(r) for _, m in bayesian_modules(model) for _, _, r in m.variational_parameters()
+            }
+            rest = [p for p in params if id(p) not in ids]
+            rho = [p for p in params if id(p) in ids]
+            groups = [{"params": rest}, {"params": rho, "lr": self.lr * self.rho_lr_scale}]
+        self.optimizer = torch.optim.Adam([g for g in groups if g["params"]], lr=self.lr)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, self.lr_decay)
         self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
         self.data_generator = torch.Generator().manual_seed(self.seed + 1)
@@ -218,8 +251,8 @@ class Trainer:
         return self.objective.task
 
     def kl_weight(self, epoch: int) -> float:
-        """The KL weight of (0-based) ``epoch``: ``min(1, (epoch + 1)/(W + 1))``."""
-        return min(1.0, (epoch + 1) / (self.kl_warmup_epochs + 1))
+        """The KL weight of (0-based) ``epoch``: ``T · min(1, (epoch + 1)/(W + 1))``."""
+        return self.temperature * min(1.0, (epoch + 1) / (self.kl_warmup_epochs + 1))
 
     # -- data ---------------------------------------------------------------------------
 
@@ -426,6 +459,10 @@ class Trainer:
         record: dict[str, Any] = {"epoch": epoch + 1}
         record.update(self._summary(sums, examples, count))
         record.update(kl_weight=kl_weight, lr=lr, time_s=time.perf_counter() - t0)
+        if not self.objective.point_estimate:
+            ell = record["data_term"] * dataset_size
+            record.update(expected_log_likelihood=ell, elbo=ell - record["kl"])
+            record["posterior"] = posterior_summary(self.model)
         return record
 
     def _batch_stats(
