@@ -61,6 +61,7 @@ def os_channel(
     norm: Norm | str = Norm.L2,
     clamp: tuple[float, float] | None = IMAGE_RANGE,
     differentiable: bool = False,
+    random_start: bool = False,
 ) -> OneStepChannel:
     """**OS**: the one-step channel ``x' ~ N(clip(x + ε g/‖g‖), σ² I)``.
 
@@ -71,6 +72,8 @@ def os_channel(
         norm: ``"l2"`` or ``"linf"``.
         clamp: Valid input range of the attack point; default ``(0, 1)``.
         differentiable: Differentiate through the attack direction.
+        random_start: Step ``α = 1.25 ε`` from a uniform start in the ball, projected
+            (:class:`~adv_channels.OneStepChannel`); default ``False``.
 
     Examples:
         >>> os_channel(eps=2.0, sigma=0.2).has_density
@@ -83,6 +86,7 @@ def os_channel(
         norm=norm,
         clamp=clamp,
         differentiable=differentiable,
+        random_start=random_start,
     )
 
 
@@ -95,14 +99,24 @@ def os50_channel(
     norm: Norm | str = Norm.L2,
     clamp: tuple[float, float] | None = IMAGE_RANGE,
     stratified: bool = True,
+    random_start: bool = False,
 ) -> MixtureChannel:
     """**OS50**: ½ identity(``σ₀``, default clean) + ½ OS, stratified per minibatch.
+
+    ``random_start``: the one-step part starts uniformly in the ball (see :func:`os_channel`).
 
     Examples:
         >>> os50_channel(eps=2.0, sigma=0.2).weights
         (0.5, 0.5)
     """
-    one_step = os_channel(eps=eps, sigma=sigma, objective=objective, norm=norm, clamp=clamp)
+    one_step = os_channel(
+        eps=eps,
+        sigma=sigma,
+        objective=objective,
+        norm=norm,
+        clamp=clamp,
+        random_start=random_start,
+    )
     return _half_clean(one_step, sigma0, stratified)
 
 
@@ -115,6 +129,7 @@ def mix_channel(
     norm: Norm | str = Norm.L2,
     clamp: ClampOption = "auto",
     stratified: bool = True,
+    random_start: bool = False,
 ) -> MixtureChannel:
     """**MIX**: the paper's mixture of identity and one-step channels (paper SM-5.3).
 
@@ -132,6 +147,8 @@ def mix_channel(
         clamp: Valid input range of the attack points; ``"auto"``: ``(0, 1)`` for
             classification, ``None`` for regression.
         stratified: Exact proportions per minibatch (default) or per-example draws.
+        random_start: The one-step components step ``α = 1.25 ε`` from a uniform start in
+            the ball (:class:`~adv_channels.OneStepChannel`); default ``False``.
 
     Examples:
         >>> mix = mix_channel(eps=2.0, sigma=0.2)
@@ -149,7 +166,15 @@ def mix_channel(
     else:
         objectives, weights = ("mse",), [0.4, 0.6]
     one_steps = [
-        OneStepChannel(eps=eps, sigma=sigma, objective=o, norm=norm, clamp=clamp, entropy_sign=1)
+        OneStepChannel(
+            eps=eps,
+            sigma=sigma,
+            objective=o,
+            norm=norm,
+            clamp=clamp,
+            entropy_sign=1,
+            random_start=random_start,
+        )
         for o in objectives
     ]
     return MixtureChannel([IdentityChannel(sigma0), *one_steps], weights, stratified=stratified)
