@@ -302,3 +302,23 @@ def test_dataset_size_of_a_loader_follows_its_subset_sampler(make_images, small_
     assert trainer._dataset_size(DataLoader(dataset, batch_size=8)) == 40
     trainer.fit(subset)
     assert trainer.history[-1]["epoch"] == 1
+
+
+def _amo50(small_cnn, seed):
+    torch.manual_seed(seed)
+    model = small_cnn(seed=seed)
+    return model, recipe("AMO50", eps=1.0, input_shape=(1, 12, 12), num_classes=3)
+
+
+def test_amortised_adversary_resumes_exactly(tmp_path, make_images, small_cnn):
+    # the generator, its Adam moments and step counts checkpoint with the model's state
+    x, y = make_images(32)
+    model, r = _amo50(small_cnn, seed=0)
+    reference = Trainer(model, r, progress=False, **CONFIG)
+    reference.fit((x, y))
+    model2, r2, history = _interrupted_and_resumed(
+        lambda seed: _amo50(small_cnn, seed), x, y, tmp_path, fresh_seed=123
+    )
+    _assert_same_run((model, r.channel, reference.history), (model2, r2.channel, history))
+    adam = r2.channel.components[1].optimizer.state_dict()["state"]
+    assert adam and int(adam[0]["step"]) == 3 * 2  # 3 epochs of 2 batches

@@ -6,6 +6,9 @@
   ``nll`` + 0.2 ``cw`` + 0.2 ``entropy``; regression 0.4 identity + 0.6 one-step ``mse``;
 * :func:`nn_channel` -- **NN**: the learned generator (conv for images, dense for tables);
 * :func:`nn50_channel` -- **NN50**: ½ identity(``σ₀``) + ½ NN;
+* :func:`amo_channel` -- **AMO**: the amortised adversary (a generator that also reads the
+  model's input gradient; docs/theory.md);
+* :func:`amo50_channel` -- **AMO50**: ½ identity(``σ₀``) + ½ AMO;
 * :func:`at_channel` -- the deterministic one-step point mass (AT's attack);
 * :func:`at50_channel` -- **AT**: ½ clean + ½ deterministic one-step;
 * :func:`pgd_at_channel` -- the deterministic multi-step PGD channel (random start);
@@ -23,8 +26,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+from torch import nn
+
 from adv_attacks import Norm, Objective
 from adv_channels._checks import check_scalar, coerce_option
+from adv_channels.amortised import (
+    AmortisedChannel,
+    ConvAmortisedGenerator,
+    DenseAmortisedGenerator,
+)
 from adv_channels.enums import Task
 from adv_channels.generators import ConvGenerator, DenseGenerator
 from adv_channels.learned import LearnedChannel
@@ -34,6 +44,8 @@ from adv_channels.one_step import OneStepChannel
 from adv_channels.pgd import PGDChannel
 
 __all__ = [
+    "amo50_channel",
+    "amo_channel",
     "at50_channel",
     "at_channel",
     "mix_channel",
@@ -252,6 +264,68 @@ def nn50_channel(
         input_shape, eps=eps, sigma_max=sigma_max, num_classes=num_classes, clamp=clamp, lr=lr
     )
     return _half_clean(learned, sigma0, stratified)
+
+
+def amo_channel(
+    input_shape: Sequence[int],
+    *,
+    eps: float,
+    sigma_max: float,
+    num_classes: int | None,
+    clamp: ClampOption = "auto",
+    lr: float = 1e-3,
+) -> AmortisedChannel:
+    """**AMO**: the amortised adversary for this input shape (paper §7's future work).
+
+    :class:`~adv_channels.ConvAmortisedGenerator` for images ``(C, H, W)``,
+    :class:`~adv_channels.DenseAmortisedGenerator` for tabular data ``(D,)``; arguments as
+    :func:`nn_channel`.
+
+    Examples:
+        >>> ch = amo_channel((1, 28, 28), eps=2.0, sigma_max=0.3, num_classes=10)
+        >>> type(ch.network).__name__, ch.needs_target
+        ('ConvAmortisedGenerator', True)
+    """
+    shape = tuple(input_shape)
+    if len(shape) == 3:
+        network: nn.Module = ConvAmortisedGenerator(
+            shape[0], (shape[1], shape[2]), num_classes=num_classes
+        )
+        auto = IMAGE_RANGE
+    elif len(shape) == 1:
+        network = DenseAmortisedGenerator(shape[0], num_classes=num_classes)
+        auto = None
+    else:
+        raise ValueError(
+            f"input_shape must be (C, H, W) (images) or (D,) (tabular data); got {shape}"
+        )
+    return AmortisedChannel(
+        network, eps=eps, sigma_max=sigma_max, clamp=auto if clamp == "auto" else clamp, lr=lr
+    )
+
+
+def amo50_channel(
+    input_shape: Sequence[int],
+    *,
+    eps: float,
+    sigma_max: float,
+    num_classes: int | None,
+    sigma0: float = 0.0,
+    clamp: ClampOption = "auto",
+    lr: float = 1e-3,
+    stratified: bool = True,
+) -> MixtureChannel:
+    """**AMO50**: ½ identity(``σ₀``, default clean) + ½ AMO, stratified per minibatch.
+
+    Examples:
+        >>> ch = amo50_channel((8,), eps=1.0, sigma_max=0.2, num_classes=None)
+        >>> ch.learnable, ch.needs_target, ch.weights
+        (True, True, (0.5, 0.5))
+    """
+    amortised = amo_channel(
+        input_shape, eps=eps, sigma_max=sigma_max, num_classes=num_classes, clamp=clamp, lr=lr
+    )
+    return _half_clean(amortised, sigma0, stratified)
 
 
 def at_channel(
