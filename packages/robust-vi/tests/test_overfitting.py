@@ -46,7 +46,7 @@ def test_callback_records_the_accuracies_of_its_batch(make_images, small_cnn):
     ppd = PosteriorPredictive(model, 2, generator=gen.manual_seed(4))
     acc_one = (ppd(one_step(ppd, xv, yv, eps=1.0)).argmax(-1) == yv).float().mean()
     ppd = PosteriorPredictive(model, 2, generator=gen.manual_seed(4))
-    acc_pgd = (ppd(pgd(ppd, xv, yv, eps=1.0, steps=3, generator=gen)).argmax(-1) == yv)
+    acc_pgd = ppd(pgd(ppd, xv, yv, eps=1.0, steps=3, generator=gen)).argmax(-1) == yv
     assert history[-1]["co_one_step_accuracy"] == pytest.approx(float(acc_one))
     assert history[-1]["co_multi_step_accuracy"] == pytest.approx(float(acc_pgd.float().mean()))
 
