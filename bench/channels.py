@@ -453,7 +453,9 @@ def main(argv: list[str] | None = None) -> int:
     apply_threads(args.threads)
     apply_allocator(args.allocator)
     run = RunDirectory(args.out / (args.run or profile.name))
-    config = {**config_dict(profile), "study": config_dict(study)}
+    # the seeds are not guarded: a rerun with more seeds reuses the models of the others
+    settings = {k: v for k, v in config_dict(study).items() if k != "seeds"}
+    config = {**config_dict(profile), "study": settings, "seeds": list(study.seeds)}
     guarded = tuple(k for k in mnist.GUARDED if k != "seed") + ("study",)
     run.prepare(config, fresh=args.fresh, guarded=guarded, defaults=mnist.ADDED_SETTINGS)
     progress = not args.no_progress
