@@ -140,3 +140,32 @@ def test_errors(cnn, images):
         amo_channel((10, 10), eps=1.0, sigma_max=0.2, num_classes=10)
     with pytest.raises(ValueError, match="shape"):
         ch.network(x, y, torch.zeros(6, 1, 9, 9))
+
+
+def test_adversary_fraction_trains_on_the_first_share_of_the_batch(cnn, images):
+    x, y = images
+    seen = []
+
+    class Spy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = cnn
+
+        def forward(self, t):
+            seen.append(t.shape[0])
+            return self.net(t)
+
+    torch.manual_seed(0)
+    a = amo_channel((1, 10, 10), eps=1.0, sigma_max=0.2, num_classes=10, adversary_fraction=0.5)
+    torch.manual_seed(0)
+    b = amo_channel((1, 10, 10), eps=1.0, sigma_max=0.2, num_classes=10)
+    a.adversary_step(Spy(), x, y, generator=torch.Generator().manual_seed(0))
+    assert seen and all(n == 3 for n in seen)  # ⌈0.5 · 6⌉
+    b.adversary_step(cnn, x[:3], y[:3], generator=torch.Generator().manual_seed(0))
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb)
+    assert amo50_channel((5,), eps=0.5, sigma_max=0.1, num_classes=None).components[
+        1
+    ].adversary_fraction == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="adversary_fraction"):
+        amo_channel((5,), eps=0.5, sigma_max=0.1, num_classes=None, adversary_fraction=1.5)

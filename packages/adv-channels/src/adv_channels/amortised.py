@@ -29,7 +29,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adv_attacks import ClassificationOutput, frozen_parameters, per_example_norm, read_output
-from adv_channels._checks import check_in_range, check_module_device, require_target
+from adv_channels._checks import (
+    check_in_range,
+    check_module_device,
+    check_scalar,
+    require_target,
+)
 from adv_channels.base import Predictive
 from adv_channels.budget import squash_to_ball
 from adv_channels.generators import _check_int, encode_labels
@@ -236,6 +241,10 @@ class AmortisedChannel(LearnedChannel):
         sigma_max: Bound ``σ_max > 0`` of the per-element noise scale.
         clamp: Valid input range of the mean point (``None``: unbounded).
         lr: Adam learning rate of :meth:`adversary_step`; default ``1e-3``.
+        adversary_fraction: Share ``f ∈ (0, 1]`` of each batch the adversary step trains on
+            (its first ``⌈f B⌉`` examples; a trainer's batches are shuffled). Default 1;
+            :func:`~adv_channels.amo50_channel` uses ½, the share of the batch the channel
+            perturbs, which halves the step's cost (docs/theory.md).
 
     Shape:
         - x: ``(B, *)``; y: ``(B,)``; output: ``(B, *)``.
@@ -250,10 +259,45 @@ class AmortisedChannel(LearnedChannel):
         >>> loss = ch.adversary_step(regressor, x, y)  # one ascent step on the RMSE
     """
 
+    def __init__(
+        self,
+        network: nn.Module,
+        *,
+        eps: float,
+        sigma_max: float,
+        clamp: tuple[float, float] | None = None,
+        lr: float = 1e-3,
+        adversary_fraction: float = 1.0,
+    ) -> None:
+        super().__init__(network, eps=eps, sigma_max=sigma_max, clamp=clamp, lr=lr)
+        fraction = check_scalar(adversary_fraction, "adversary_fraction", positive=True)
+        if fraction > 1.0:
+            raise ValueError(f"adversary_fraction must be in (0, 1]; got {adversary_fraction}")
+        self.adversary_fraction = fraction
+
     @property
     def needs_target(self) -> bool:
         """Always: the generator reads the target's input gradient."""
         return True
+
+    def adversary_step(
+        self,
+        target: Predictive,
+        x: Tensor,
+        y: Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """:meth:`LearnedChannel.adversary_step` on the first ``⌈f B⌉`` examples."""
+        if self.adversary_fraction < 1.0 and isinstance(x, Tensor) and x.ndim > 0:
+            k = max(1, math.ceil(self.adversary_fraction * x.shape[0]))
+            x = x[:k]
+            y = None if y is None else y[:k]
+        return super().adversary_step(target, x, y, generator=generator)
+
+    def extra_repr(self) -> str:
+        """The options, for ``repr``."""
+        return super().extra_repr() + f", adversary_fraction={self.adversary_fraction}"
 
     def loc_scale(
         self,

@@ -274,12 +274,14 @@ def amo_channel(
     num_classes: int | None,
     clamp: ClampOption = "auto",
     lr: float = 1e-3,
+    adversary_fraction: float = 1.0,
 ) -> AmortisedChannel:
     """**AMO**: the amortised adversary for this input shape (paper §7's future work).
 
     :class:`~adv_channels.ConvAmortisedGenerator` for images ``(C, H, W)``,
     :class:`~adv_channels.DenseAmortisedGenerator` for tabular data ``(D,)``; arguments as
-    :func:`nn_channel`.
+    :func:`nn_channel`; ``adversary_fraction`` the share of each batch the adversary step
+    trains on (:class:`~adv_channels.AmortisedChannel`).
 
     Examples:
         >>> ch = amo_channel((1, 28, 28), eps=2.0, sigma_max=0.3, num_classes=10)
@@ -300,7 +302,12 @@ def amo_channel(
             f"input_shape must be (C, H, W) (images) or (D,) (tabular data); got {shape}"
         )
     return AmortisedChannel(
-        network, eps=eps, sigma_max=sigma_max, clamp=auto if clamp == "auto" else clamp, lr=lr
+        network,
+        eps=eps,
+        sigma_max=sigma_max,
+        clamp=auto if clamp == "auto" else clamp,
+        lr=lr,
+        adversary_fraction=adversary_fraction,
     )
 
 
@@ -317,13 +324,22 @@ def amo50_channel(
 ) -> MixtureChannel:
     """**AMO50**: ½ identity(``σ₀``, default clean) + ½ AMO, stratified per minibatch.
 
+    The adversary step trains on half of each batch (``adversary_fraction=0.5``), the share
+    the channel perturbs: the generator sees as many examples per step as it attacks.
+
     Examples:
         >>> ch = amo50_channel((8,), eps=1.0, sigma_max=0.2, num_classes=None)
         >>> ch.learnable, ch.needs_target, ch.weights
         (True, True, (0.5, 0.5))
     """
     amortised = amo_channel(
-        input_shape, eps=eps, sigma_max=sigma_max, num_classes=num_classes, clamp=clamp, lr=lr
+        input_shape,
+        eps=eps,
+        sigma_max=sigma_max,
+        num_classes=num_classes,
+        clamp=clamp,
+        lr=lr,
+        adversary_fraction=0.5,
     )
     return _half_clean(amortised, sigma0, stratified)
 
