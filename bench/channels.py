@@ -269,11 +269,14 @@ def summary(
                 for metric in ("accuracy", "nll"):
                     value = sum(r[metric] * r["n"] for r in mine) / total
                     metrics.setdefault(f"{attack_name}/{metric}", []).append(value)
+            if any(r["model"] == name and r["train_seed"] == seed for r in rows):
+                metrics.setdefault("seeds", []).append(1.0)
             if (name, seed) in times and ("BL", seed) in times:
                 rel = times[(name, seed)] / times[("BL", seed)]
                 metrics.setdefault("time", []).append(rel)
                 metrics.setdefault("time_s", []).append(times[(name, seed)])
-        out[name] = {k: _mean_std(v) for k, v in metrics.items()}
+        out[name] = {k: _mean_std(v) for k, v in metrics.items() if k != "seeds"}
+        out[name]["seeds"] = (float(len(metrics.get("seeds", []))), 0.0)
     return out
 
 
@@ -340,7 +343,7 @@ def pareto_table(
     head = ["Recipe"]
     for a in attacks:
         head += [f"{a} acc (ε={eps:g})", f"{a} NLL"]
-    head += ["clean acc", "clean NLL", "train time / BL", "train time (s)"]
+    head += ["clean acc", "clean NLL", "train time / BL", "train time (s)", "seeds"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name in names:
         s = stats.get(name, {})
@@ -352,6 +355,7 @@ def pareto_table(
             _cell(s.get("Clean/nll")),
             _cell(s.get("time"), 2),
             _cell(s.get("time_s"), 1),
+            str(int(s.get("seeds", (0, 0))[0])),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
