@@ -36,6 +36,7 @@ import shutil
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -436,6 +437,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
     p.add_argument("--study-eps", type=float, default=2.0, help="attack strength of the table")
     p.add_argument("--monitor-size", type=int, default=100, help="0 turns the monitor off")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train and attack nothing: summarise the finished models and rows of the run",
+    )
     add_run_arguments(
         p,
         out=REPO / "results" / "channels",
@@ -486,12 +492,27 @@ def main(argv: list[str] | None = None) -> int:
     bar = tqdm(jobs, desc="models", disable=not progress, dynamic_ncols=True)
     for seed, name in bar:
         bar.set_postfix_str(f"{name} seed {seed}")
+        if args.report_only:
+            meta_path = run.models / f"{name}-s{seed}.json"
+            if meta_path.exists():
+                metas[(name, seed)] = json.loads(meta_path.read_text())
+            continue
         model, meta = train(name, seed, profile, data, run, device, monitor, progress)
         metas[(name, seed)] = meta
         evaluate(name, seed, model, profile, study, data, store, list(args.attacks), device)
         print(f"  {name} seed {seed}: trained in {meta['train_time_s']:.1f} s")
 
-    rows = [r for r in store.rows() if r["model"] in names and r["train_seed"] in study.seeds]
+    rows = [
+        r
+        for r in store.rows()
+        if r["model"] in names
+        and r["train_seed"] in study.seeds
+        and (r["model"], r["train_seed"]) in metas
+    ]
+    if args.report_only:  # a model counts once all its rows exist
+        want = profile.num_test_sets * (1 + len(args.attacks))
+        count = Counter((r["model"], r["train_seed"]) for r in rows)
+        rows = [r for r in rows if count[(r["model"], r["train_seed"])] == want]
     times = {k: float(m["train_time_s"]) for k, m in metas.items()}
     stats = summary(rows, times, names, list(args.attacks))
     headline = args.attacks[0]

@@ -49,8 +49,13 @@ def test_study_writes_table_plot_bar_and_overfitting(tmp_path, restore_torch_thr
     hist = payload["training_history"]
     assert "co_multi_step_accuracy" in hist["AMO50-s0"][0]
     assert "co_multi_step_accuracy" not in hist["BL-s0"][0]
-    # a rerun loads the cached models and rows
+    # a rerun loads the cached models and rows; --report-only summarises what exists
     assert channels.main(["--out", str(tmp_path), "--run", "tiny", *TINY]) == 0
+    more = [*TINY[:3], "--report-only", "--seeds", "0", "1", "2", *TINY[6:]]
+    assert channels.main(["--out", str(tmp_path), "--run", "tiny", *more]) == 0
+    again = json.loads((run / "results.json").read_text())
+    assert again["summary"]["AMO50"]["seeds"][0] == 2  # seed 2 was never trained
+    assert not (run / "models" / "BL-s2.pt").exists()
 
 
 def test_pareto_front_and_bar_on_hand_made_numbers():
