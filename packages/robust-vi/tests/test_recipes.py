@@ -48,6 +48,8 @@ def _kinds(channel):
         ),
         ("NN", SurrogateELBO, "LearnedChannel", None),
         ("NN50", SurrogateELBO, ["IdentityChannel", "LearnedChannel"], (0.5, 0.5)),
+        ("AMO", SurrogateELBO, "AmortisedChannel", None),
+        ("AMO50", SurrogateELBO, ["IdentityChannel", "AmortisedChannel"], (0.5, 0.5)),
         ("AT", AdversarialTraining, ["IdentityChannel", "OneStepChannel"], (0.5, 0.5)),
         ("AT-PGD", AdversarialTraining, ["IdentityChannel", "PGDChannel"], (0.5, 0.5)),
         ("TRADES", GeneralisedELBO, "IdentityChannel", None),
@@ -102,6 +104,20 @@ def test_learned_channels():
     assert nn.num_classes == 10
     reg = recipe("NN50", eps=0.5, task="regression", input_shape=(8,)).channel
     assert reg.components[1].num_classes is None and reg.learnable
+
+
+def test_amortised_and_random_start_channels():
+    amo = recipe("AMO", eps=2.0, sigma=0.3, adversary_lr=0.01, **IMAGE).channel
+    assert amo.needs_target and amo.sigma_max == 0.3 and amo.lr == 0.01 and amo.eps == 2.0
+    assert type(amo.network).__name__ == "ConvAmortisedGenerator"
+    reg = recipe("AMO50", eps=0.5, task="regression", input_shape=(8,)).channel
+    assert type(reg.components[1].network).__name__ == "DenseAmortisedGenerator"
+    mix = recipe("MIX", eps=2.0, random_start=True).channel
+    assert all(c.random_start and c.step_size == 2.5 for c in mix.components[1:])
+    assert recipe("OS50", eps=2.0, random_start=True).channel.components[1].random_start
+    assert not recipe("OS", eps=2.0).channel.random_start
+    with pytest.raises(ValueError, match="random_start"):
+        recipe("AT", eps=2.0, random_start=True)
 
 
 @pytest.mark.parametrize(

@@ -346,3 +346,39 @@ def test_dataset_size_of_a_loader_follows_its_subset_sampler(make_images, small_
     assert trainer._dataset_size(DataLoader(dataset, batch_size=8)) == 40
     trainer.fit(subset)
     assert trainer.history[-1]["epoch"] == 1
+
+
+def _amo50(small_cnn, seed):
+    torch.manual_seed(seed)
+    model = small_cnn(seed=seed)
+    return model, recipe("AMO50", eps=1.0, input_shape=(1, 12, 12), num_classes=3)
+
+
+def test_amortised_adversary_resumes_exactly(tmp_path, make_images, small_cnn):
+    # the generator, its Adam moments and step counts checkpoint with the model's state
+    x, y = make_images(32)
+    model, r = _amo50(small_cnn, seed=0)
+    reference = Trainer(model, r, progress=False, **CONFIG)
+    reference.fit((x, y))
+    model2, r2, history = _interrupted_and_resumed(
+        lambda seed: _amo50(small_cnn, seed), x, y, tmp_path, fresh_seed=123
+    )
+    _assert_same_run((model, r.channel, reference.history), (model2, r2.channel, history))
+    adam = r2.channel.components[1].optimizer.state_dict()["state"]
+    assert adam and int(adam[0]["step"]) == 3 * 2  # 3 epochs of 2 batches
+
+
+def test_amortised_adversary_trains_a_regression_mlp():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(96, 4, generator=g)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 0.0]) + 0.1 * torch.randn(96, generator=g)
+    torch.manual_seed(0)
+    model = regression_mlp(4)
+    r = recipe("AMO50", eps=0.2, task="regression", input_shape=(4,))
+    gen = r.channel.components[1].network
+    before = [p.detach().clone() for p in gen.parameters()]
+    trainer = Trainer(model, r, epochs=4, lr=1e-2, batch_size=32, progress=False)
+    history = trainer.fit((x, y), val_data=(x, y))
+    assert history[-1]["val_rmse"] < history[0]["val_rmse"]
+    assert "adversary_loss" in history[-1]
+    assert any(not torch.equal(a, p) for a, p in zip(before, gen.parameters(), strict=True))

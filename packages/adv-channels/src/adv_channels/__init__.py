@@ -3,7 +3,8 @@
 Channels for any ``torch.nn.Module`` (or any *predictive*, docs/architecture.md): identity
 and Gaussian noise, one-step and PGD attacks followed by Gaussian noise, mixtures (stratified
 per minibatch, as in the paper, or per example), and learned label-conditioned generators
-trained GAN-style; the paper's OS, OS50, MIX, NN, NN50 and AT channels as constructors.
+(and the gradient-informed amortised adversary) trained GAN-style; the paper's OS, OS50,
+MIX, NN, NN50 and AT channels (and AMO, AMO50) as constructors.
 Depends on torch and adv-attacks only.
 
 Examples:
@@ -19,6 +20,12 @@ Examples:
 
 from __future__ import annotations
 
+from adv_channels.amortised import (
+    AmortisedChannel,
+    ConvAmortisedGenerator,
+    DenseAmortisedGenerator,
+    input_gradient,
+)
 from adv_channels.base import Channel, NoDensityError, Predictive
 from adv_channels.budget import squash_to_ball
 from adv_channels.enums import Task
@@ -27,6 +34,8 @@ from adv_channels.generators import ConvGenerator, DenseGenerator, encode_labels
 from adv_channels.learned import LearnedChannel
 from adv_channels.mixture import MixtureChannel, stratified_counts
 from adv_channels.named import (
+    amo50_channel,
+    amo_channel,
     at50_channel,
     at_channel,
     mix_channel,
@@ -44,6 +53,12 @@ from adv_channels.pgd import PGDChannel
 __version__ = "0.1.0"
 
 __all__ = [
+    "AmortisedChannel",
+    "ConvAmortisedGenerator",
+    "DenseAmortisedGenerator",
+    "input_gradient",
+    "amo50_channel",
+    "amo_channel",
     "Channel",
     "ConvGenerator",
     "DenseGenerator",

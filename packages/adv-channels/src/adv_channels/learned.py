@@ -194,7 +194,7 @@ class LearnedChannel(GaussianFamilyChannel):
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         with torch.inference_mode(False), torch.enable_grad(), frozen_parameters(target):
             labels = self._labels(x, y, target)
-            x_adv = self.sample(x, labels, generator=generator)
+            x_adv = self.sample(x, labels, target, generator=generator)
             out = read_output(target(x_adv), x.shape[0])
             self._check_task(out)
             loss = self._loss(out, labels)

@@ -6,6 +6,9 @@
   ``nll`` + 0.2 ``cw`` + 0.2 ``entropy``; regression 0.4 identity + 0.6 one-step ``mse``;
 * :func:`nn_channel` -- **NN**: the learned generator (conv for images, dense for tables);
 * :func:`nn50_channel` -- **NN50**: ½ identity(``σ₀``) + ½ NN;
+* :func:`amo_channel` -- **AMO**: the amortised adversary (a generator that also reads the
+  model's input gradient; docs/theory.md);
+* :func:`amo50_channel` -- **AMO50**: ½ identity(``σ₀``) + ½ AMO;
 * :func:`at_channel` -- the deterministic one-step point mass (AT's attack);
 * :func:`at50_channel` -- **AT**: ½ clean + ½ deterministic one-step;
 * :func:`pgd_at_channel` -- the deterministic multi-step PGD channel (random start);
@@ -23,8 +26,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+from torch import nn
+
 from adv_attacks import Norm, Objective
 from adv_channels._checks import check_scalar, coerce_option
+from adv_channels.amortised import (
+    AmortisedChannel,
+    ConvAmortisedGenerator,
+    DenseAmortisedGenerator,
+)
 from adv_channels.enums import Task
 from adv_channels.generators import ConvGenerator, DenseGenerator
 from adv_channels.learned import LearnedChannel
@@ -34,6 +44,8 @@ from adv_channels.one_step import OneStepChannel
 from adv_channels.pgd import PGDChannel
 
 __all__ = [
+    "amo50_channel",
+    "amo_channel",
     "at50_channel",
     "at_channel",
     "mix_channel",
@@ -61,6 +73,7 @@ def os_channel(
     norm: Norm | str = Norm.L2,
     clamp: tuple[float, float] | None = IMAGE_RANGE,
     differentiable: bool = False,
+    random_start: bool = False,
 ) -> OneStepChannel:
     """**OS**: the one-step channel ``x' ~ N(clip(x + ε g/‖g‖), σ² I)``.
 
@@ -71,6 +84,8 @@ def os_channel(
         norm: ``"l2"`` or ``"linf"``.
         clamp: Valid input range of the attack point; default ``(0, 1)``.
         differentiable: Differentiate through the attack direction.
+        random_start: Step ``α = 1.25 ε`` from a uniform start in the ball, projected
+            (:class:`~adv_channels.OneStepChannel`); default ``False``.
 
     Examples:
         >>> os_channel(eps=2.0, sigma=0.2).has_density
@@ -83,6 +98,7 @@ def os_channel(
         norm=norm,
         clamp=clamp,
         differentiable=differentiable,
+        random_start=random_start,
     )
 
 
@@ -95,14 +111,24 @@ def os50_channel(
     norm: Norm | str = Norm.L2,
     clamp: tuple[float, float] | None = IMAGE_RANGE,
     stratified: bool = True,
+    random_start: bool = False,
 ) -> MixtureChannel:
     """**OS50**: ½ identity(``σ₀``, default clean) + ½ OS, stratified per minibatch.
+
+    ``random_start``: the one-step part starts uniformly in the ball (see :func:`os_channel`).
 
     Examples:
         >>> os50_channel(eps=2.0, sigma=0.2).weights
         (0.5, 0.5)
     """
-    one_step = os_channel(eps=eps, sigma=sigma, objective=objective, norm=norm, clamp=clamp)
+    one_step = os_channel(
+        eps=eps,
+        sigma=sigma,
+        objective=objective,
+        norm=norm,
+        clamp=clamp,
+        random_start=random_start,
+    )
     return _half_clean(one_step, sigma0, stratified)
 
 
@@ -115,6 +141,7 @@ def mix_channel(
     norm: Norm | str = Norm.L2,
     clamp: ClampOption = "auto",
     stratified: bool = True,
+    random_start: bool = False,
 ) -> MixtureChannel:
     """**MIX**: the paper's mixture of identity and one-step channels (paper SM-5.3).
 
@@ -132,6 +159,8 @@ def mix_channel(
         clamp: Valid input range of the attack points; ``"auto"``: ``(0, 1)`` for
             classification, ``None`` for regression.
         stratified: Exact proportions per minibatch (default) or per-example draws.
+        random_start: The one-step components step ``α = 1.25 ε`` from a uniform start in
+            the ball (:class:`~adv_channels.OneStepChannel`); default ``False``.
 
     Examples:
         >>> mix = mix_channel(eps=2.0, sigma=0.2)
@@ -149,7 +178,15 @@ def mix_channel(
     else:
         objectives, weights = ("mse",), [0.4, 0.6]
     one_steps = [
-        OneStepChannel(eps=eps, sigma=sigma, objective=o, norm=norm, clamp=clamp, entropy_sign=1)
+        OneStepChannel(
+            eps=eps,
+            sigma=sigma,
+            objective=o,
+            norm=norm,
+            clamp=clamp,
+            entropy_sign=1,
+            random_start=random_start,
+        )
         for o in objectives
     ]
     return MixtureChannel([IdentityChannel(sigma0), *one_steps], weights, stratified=stratified)
@@ -227,6 +264,84 @@ def nn50_channel(
         input_shape, eps=eps, sigma_max=sigma_max, num_classes=num_classes, clamp=clamp, lr=lr
     )
     return _half_clean(learned, sigma0, stratified)
+
+
+def amo_channel(
+    input_shape: Sequence[int],
+    *,
+    eps: float,
+    sigma_max: float,
+    num_classes: int | None,
+    clamp: ClampOption = "auto",
+    lr: float = 1e-3,
+    adversary_fraction: float = 1.0,
+) -> AmortisedChannel:
+    """**AMO**: the amortised adversary for this input shape (paper §7's future work).
+
+    :class:`~adv_channels.ConvAmortisedGenerator` for images ``(C, H, W)``,
+    :class:`~adv_channels.DenseAmortisedGenerator` for tabular data ``(D,)``; arguments as
+    :func:`nn_channel`; ``adversary_fraction`` the share of each batch the adversary step
+    trains on (:class:`~adv_channels.AmortisedChannel`).
+
+    Examples:
+        >>> ch = amo_channel((1, 28, 28), eps=2.0, sigma_max=0.3, num_classes=10)
+        >>> type(ch.network).__name__, ch.needs_target
+        ('ConvAmortisedGenerator', True)
+    """
+    shape = tuple(input_shape)
+    if len(shape) == 3:
+        network: nn.Module = ConvAmortisedGenerator(
+            shape[0], (shape[1], shape[2]), num_classes=num_classes
+        )
+        auto = IMAGE_RANGE
+    elif len(shape) == 1:
+        network = DenseAmortisedGenerator(shape[0], num_classes=num_classes)
+        auto = None
+    else:
+        raise ValueError(
+            f"input_shape must be (C, H, W) (images) or (D,) (tabular data); got {shape}"
+        )
+    return AmortisedChannel(
+        network,
+        eps=eps,
+        sigma_max=sigma_max,
+        clamp=auto if clamp == "auto" else clamp,
+        lr=lr,
+        adversary_fraction=adversary_fraction,
+    )
+
+
+def amo50_channel(
+    input_shape: Sequence[int],
+    *,
+    eps: float,
+    sigma_max: float,
+    num_classes: int | None,
+    sigma0: float = 0.0,
+    clamp: ClampOption = "auto",
+    lr: float = 1e-3,
+    stratified: bool = True,
+) -> MixtureChannel:
+    """**AMO50**: ½ identity(``σ₀``, default clean) + ½ AMO, stratified per minibatch.
+
+    The adversary step trains on half of each batch (``adversary_fraction=0.5``), the share
+    the channel perturbs: the generator sees as many examples per step as it attacks.
+
+    Examples:
+        >>> ch = amo50_channel((8,), eps=1.0, sigma_max=0.2, num_classes=None)
+        >>> ch.learnable, ch.needs_target, ch.weights
+        (True, True, (0.5, 0.5))
+    """
+    amortised = amo_channel(
+        input_shape,
+        eps=eps,
+        sigma_max=sigma_max,
+        num_classes=num_classes,
+        clamp=clamp,
+        lr=lr,
+        adversary_fraction=0.5,
+    )
+    return _half_clean(amortised, sigma0, stratified)
 
 
 def at_channel(

@@ -1,5 +1,10 @@
 """The one-step channel ``x' ~ N(x + ε g/‖g‖, σ² I)`` (SPEC §3, paper SM-5.2).
 
+With ``random_start=True`` (Wong et al. 2020, "Fast is better than free"; docs/theory.md):
+``x₀ ~ U(B_ε(x))`` (clamped to the valid range), ``x₁ = clip(Π_ε(x₀ + α g(x₀)/‖g(x₀)‖))``
+with ``α = 1.25 ε`` by default, then ``x' ~ N(x₁, σ² I)``: the gradient is taken at the random
+start, not at ``x``.
+
 ``g = ∇_x J(x, y)`` for any objective of :mod:`adv_attacks` (``nll``, ``mse``, ``cw``,
 ``entropy``), evaluated at the target: a posterior draw ``β`` (the Bayesian model in
 ``"sample"`` mode) or the PPD. The attack point is computed by :class:`adv_attacks.OneStep`
@@ -14,12 +19,62 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from adv_attacks import AttackProblem, Norm, Objective, OneStep, RoutedOneStep, per_example_norm
+from adv_attacks import (
+    AttackProblem,
+    Norm,
+    Objective,
+    ObjectiveSpec,
+    OneStep,
+    RoutedOneStep,
+    per_example_norm,
+)
 from adv_channels._checks import check_scalar, keep_input_grad, require_target
-from adv_channels.base import Predictive
+from adv_channels.base import NoDensityError, Predictive
 from adv_channels.gaussian import GaussianFamilyChannel, gaussian_sample
 
-__all__ = ["OneStepChannel", "sample_one_steps"]
+__all__ = ["DEFAULT_STEP_FACTOR", "OneStepChannel", "sample_one_steps"]
+
+DEFAULT_STEP_FACTOR = 1.25
+"""Default step ``α = 1.25 ε`` of the random-start step (Wong et al. 2020)."""
+
+
+def _random_start_step(
+    problem: AttackProblem, spec: ObjectiveSpec, step_size: float, generator: torch.Generator | None
+) -> Tensor:
+    """``clip(Π_ε(x₀ + α g(x₀)/‖g(x₀)‖))`` from ``x₀ = clip(x + δ)``, ``δ ~ U(B_ε)``."""
+    x0 = problem.start(True, generator)
+    g, _ = problem.gradient(x0, spec)
+    alpha = torch.full_like(problem.eps, step_size)
+    return problem.step(x0, g, alpha)
+
+
+class _RandomStartOneStep(OneStep):
+    """:class:`adv_attacks.OneStep` from a uniform random start with step ``α``."""
+
+    def __init__(self, *, step_size: float, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.step_size = step_size
+
+    def _perturb(self, problem: AttackProblem, generator: torch.Generator | None) -> Tensor:
+        if self.eot:
+            problem.resample(generator)
+        return _random_start_step(problem, self.spec, self.step_size, generator)
+
+
+class _RandomStartRoutedOneStep(RoutedOneStep):
+    """:class:`adv_attacks.RoutedOneStep` from a uniform random start with step ``α``."""
+
+    def __init__(self, *, step_size: float, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.step_size = step_size
+
+    def _perturb(self, problem: AttackProblem, generator: torch.Generator | None) -> Tensor:
+        if self.routed.route.shape[0] != problem.batch_size:
+            raise ValueError(
+                f"route has {self.routed.route.shape[0]} entries for a batch of "
+                f"{problem.batch_size}"
+            )
+        return _random_start_step(problem, self.routed, self.step_size, generator)  # type: ignore[arg-type]
 
 
 class OneStepChannel(GaussianFamilyChannel):
@@ -49,6 +104,11 @@ class OneStepChannel(GaussianFamilyChannel):
         kappa: CW confidence ``κ >= 0``.
         entropy_sign: ``+1`` raises the predictive entropy, ``-1`` lowers it.
         differentiable: Differentiate the attack direction (see above). Default ``False``.
+        random_start: Take the step from ``x₀`` uniform in the ``ε``-ball (clamped), with
+            step ``α`` then projected back onto the ball (Wong et al. 2020). Default
+            ``False`` (the paper's step from ``x``).
+        step_size: ``α > 0`` of the random-start step; default ``1.25 ε``. Only with
+            ``random_start``.
         eot: Call ``target.resample(generator=...)`` before the step.
         chunk_size: Examples per forward/backward pass of the attack (see
             :class:`adv_attacks.Attack`).
@@ -77,13 +137,31 @@ class OneStepChannel(GaussianFamilyChannel):
         kappa: float = 0.0,
         entropy_sign: int = 1,
         differentiable: bool = False,
+        random_start: bool = False,
+        step_size: float | None = None,
         eot: bool = False,
         chunk_size: int | None = None,
     ) -> None:
         super().__init__()
         self.eps = check_scalar(eps, "eps")
         self.sigma = check_scalar(sigma, "sigma")
-        self.attack = OneStep(
+        self.random_start = bool(random_start)
+        if step_size is not None and not self.random_start:
+            raise ValueError("step_size applies with random_start=True only (else the step is eps)")
+        self.step_size = (
+            DEFAULT_STEP_FACTOR * self.eps
+            if step_size is None
+            else check_scalar(step_size, "step_size", positive=True)
+        )
+        if self.random_start and differentiable:
+            raise ValueError(
+                "random_start=True and differentiable=True cannot be combined: the "
+                "differentiable step is taken at x"
+            )
+        options = {"step_size": self.step_size} if self.random_start else {}
+        attack_cls = _RandomStartOneStep if self.random_start else OneStep
+        self.attack = attack_cls(
+            **options,
             eps=self.eps,
             norm=norm,
             objective=objective,
@@ -102,8 +180,41 @@ class OneStepChannel(GaussianFamilyChannel):
 
     @property
     def has_density(self) -> bool:
-        """``σ > 0``."""
-        return self.sigma > 0
+        """``σ > 0`` and no random start.
+
+        With a random start ``x'`` is a continuous mixture over the start ``x₀``, whose
+        density is not available in closed form.
+        """
+        return self.sigma > 0 and not self.random_start
+
+    def log_prob(
+        self,
+        x_adv: Tensor,
+        x: Tensor,
+        y: Tensor | None = None,
+        target: Predictive | None = None,
+    ) -> Tensor:
+        """``log N(x_adv; μ, σ² I)`` per example (not available with a random start)."""
+        if self.random_start:
+            raise NoDensityError(
+                "OneStepChannel with random_start=True has no closed-form density (a mixture "
+                "over the random start)"
+            )
+        return super().log_prob(x_adv, x, y, target)
+
+    def mean(
+        self,
+        x: Tensor,
+        y: Tensor | None = None,
+        target: Predictive | None = None,
+    ) -> Tensor:
+        """The attack point ``μ`` (not available with a random start: ``μ`` is random)."""
+        if self.random_start:
+            raise NoDensityError(
+                "OneStepChannel with random_start=True: the attack point depends on the random "
+                "start, so its mean is not available in closed form; use sample"
+            )
+        return super().mean(x, y, target)
 
     @property
     def needs_target(self) -> bool:
@@ -128,7 +239,7 @@ class OneStepChannel(GaussianFamilyChannel):
         *,
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, float]:
-        """``μ = clip(x + ε g/‖g‖)``, the attack point; ``σ`` the fixed noise level."""
+        """``μ`` the (clamped) attack point; ``σ`` the fixed noise level."""
         require_target(target, type(self).__name__)
         assert target is not None
         # Under inference_mode nothing can be differentiated anyway: the plain step (same
@@ -185,8 +296,9 @@ class OneStepChannel(GaussianFamilyChannel):
         """Whether ``other`` differs from this channel in its objective only.
 
         Such channels can sample one batch together (:func:`sample_one_steps`): same class,
-        ``ε``, ``σ``, norm, clamp and chunking, the plain step (not ``differentiable``), no
-        ``eot`` (each channel would resample the target).
+        ``ε``, ``σ``, norm, clamp and chunking, the same start (both at ``x``, or both random
+        with the same ``α``), the plain step (not ``differentiable``), no ``eot`` (each channel
+        would resample the target).
         """
         if type(self) is not OneStepChannel or type(other) is not OneStepChannel:
             return False
@@ -198,6 +310,8 @@ class OneStepChannel(GaussianFamilyChannel):
             and not other.differentiable
             and not mine.eot
             and not theirs.eot
+            and self.random_start == other.random_start
+            and (not self.random_start or self.step_size == other.step_size)
             and mine.norm is theirs.norm
             and mine.clamp == theirs.clamp
             and mine.chunk_size == theirs.chunk_size
@@ -209,6 +323,7 @@ class OneStepChannel(GaussianFamilyChannel):
             f"eps={self.eps}, sigma={self.sigma}, objective={self.objective.value!r}, "
             f"norm={self.attack.norm.value!r}, clamp={self.clamp}, "
             f"differentiable={self.differentiable}"
+            + (f", random_start=True, step_size={self.step_size}" if self.random_start else "")
         )
 
 
@@ -224,7 +339,8 @@ def sample_one_steps(
     """Sample example ``b`` from ``channels[route[b]]``, one attack pass for the batch.
 
     The channels must fuse (:meth:`OneStepChannel.fuses_with`: they differ in their
-    objective only). The attack points are those each channel computes on its own examples
+    objective only). With ``random_start`` the starts are drawn for the whole batch at once,
+    from ``generator``. The attack points are those each channel computes on its own examples
     (:class:`adv_attacks.RoutedOneStep`) for a target that treats examples independently (a
     network with batch norm in training mode normalises over the whole batch here, over each
     channel's examples when they sample apart); the noise ``σ ξ`` is drawn once, so
@@ -247,7 +363,10 @@ def sample_one_steps(
         raise ValueError("sample_one_steps needs channels that differ in their objective only")
     require_target(target, type(first).__name__)
     assert target is not None
-    attack = RoutedOneStep(
+    options = {"step_size": first.step_size} if first.random_start else {}
+    attack_cls = _RandomStartRoutedOneStep if first.random_start else RoutedOneStep
+    attack = attack_cls(
+        **options,
         eps=first.eps,
         specs=[c.attack.spec for c in channels],
         route=route,

@@ -28,6 +28,7 @@ from robust_vi.iwae import IWAEBound, iwae_elbo
 from robust_vi.likelihood import log_likelihood
 from robust_vi.modes import training_mode
 from robust_vi.objective import Objective, ObjectiveResult, repeat_batch
+from robust_vi.overfitting import OverfittingMonitor, collapsed
 from robust_vi.penalties import ALPPenalty, Penalty, TradesPenalty, alp_penalty, trades_penalty
 from robust_vi.posterior_draw import PosteriorDraw
 from robust_vi.ratio_of_means import RatioOfMeans, ratio_of_means
@@ -50,6 +51,7 @@ __all__ = [
     "GeneralisedELBO",
     "IWAEBound",
     "Objective",
+    "OverfittingMonitor",
     "ObjectiveResult",
     "Penalty",
     "PosteriorDraw",
@@ -63,6 +65,7 @@ __all__ = [
     "__version__",
     "adversarial_training",
     "alp_penalty",
+    "collapsed",
     "generalised_elbo",
     "iwae_elbo",
     "load_checkpoint",

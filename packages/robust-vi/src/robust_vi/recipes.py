@@ -8,13 +8,17 @@
 | ``MIX`` | surrogate ELBO | 0.4 identity + 0.2 each one-step nll/cw/entropy (regr.: 0.6 mse) |
 | ``NN`` | surrogate ELBO | learned generator (GAN-style) |
 | ``NN50`` | surrogate ELBO | ½ identity + ½ learned |
+| ``AMO`` | surrogate ELBO | amortised adversary (learned, reads the input gradient) |
+| ``AMO50`` | surrogate ELBO | ½ identity + ½ amortised adversary |
 | ``AT`` | adversarial training (point estimate) | ½ clean + ½ deterministic one-step |
 | ``AT-PGD`` | adversarial training (point estimate) | ½ clean + ½ deterministic PGD |
 | ``TRADES`` | CE(clean) + λ KL(p(·|x) ‖ p(·|x*)) (point estimate) | identity |
 | ``ALP`` | AT loss + λ ‖z(x) − z(x*)‖² (point estimate) | ½ clean + ½ one-step; ``x*`` one-step |
 | ``GIBBS`` | robust Gibbs posterior | deterministic PGD |
 
-The Bayesian recipes (``BL`` … ``NN50``) take ``bound="surrogate"`` (default, the paper's),
+``OS``, ``OS50`` and ``MIX`` take ``random_start=True``: their one-step components then step
+``α = 1.25 ε`` from a uniform start in the ball (Wong et al. 2020; docs/theory.md).
+The Bayesian recipes (``BL`` … ``AMO50``) take ``bound="surrogate"`` (default, the paper's),
 ``"iwae"`` or ``"ratio_of_means"`` with ``K`` channel draws.
 """
 
@@ -29,6 +33,8 @@ from adv_attacks import Norm
 from adv_channels import (
     Channel,
     IdentityChannel,
+    amo50_channel,
+    amo_channel,
     at50_channel,
     at_channel,
     mix_channel,
@@ -81,6 +87,10 @@ class RecipeName(StrEnum):
     """The learned channel only."""
     NN50 = "NN50"
     """½ identity + ½ learned."""
+    AMO = "AMO"
+    """The amortised adversary only (a learned generator reading the input gradient)."""
+    AMO50 = "AMO50"
+    """½ identity + ½ amortised adversary."""
     AT = "AT"
     """Point-estimate adversarial training, ½ clean + ½ deterministic one-step."""
     AT_PGD = "AT-PGD"
@@ -142,7 +152,10 @@ _BAYESIAN = {
     RecipeName.MIX,
     RecipeName.NN,
     RecipeName.NN50,
+    RecipeName.AMO,
+    RecipeName.AMO50,
 }
+_RANDOM_START = {RecipeName.OS, RecipeName.OS50, RecipeName.MIX}
 
 
 def _bound_objective(
@@ -179,11 +192,13 @@ def recipe(
     num_classes: int | None = 10,
     adversary_lr: float = 1e-3,
     likelihood: GaussianLikelihood | None = None,
+    random_start: bool = False,
 ) -> Recipe:
     """The paper's model ``name`` as an objective and a channel, in one line.
 
     Args:
-        name: ``"BL"``, ``"OS"``, ``"OS50"``, ``"MIX"``, ``"NN"``, ``"NN50"``, ``"AT"``,
+        name: ``"BL"``, ``"OS"``, ``"OS50"``, ``"MIX"``, ``"NN"``, ``"NN50"``, ``"AMO"``,
+            ``"AMO50"``, ``"AT"``,
             ``"AT-PGD"``, ``"TRADES"``, ``"ALP"`` or ``"GIBBS"`` (case-insensitive;
             ``"AT_PGD"`` also accepted).
         eps: The training budget ``ε`` (L2 by default; input units). Required by every
@@ -204,11 +219,14 @@ def recipe(
             classification, ``None`` for regression.
         pgd_steps: Steps of the multi-step channels (``AT-PGD``, ``GIBBS``) and of TRADES'
             inner maximisation. Default ``10``.
-        input_shape: ``(C, H, W)`` or ``(D,)``: required by ``NN`` and ``NN50``.
+        input_shape: ``(C, H, W)`` or ``(D,)``: required by ``NN``, ``NN50``, ``AMO`` and
+            ``AMO50``.
         num_classes: Classes of the learned channel's one-hot label (classification);
             ignored for regression. Default ``10``.
         adversary_lr: Adam learning rate of the learned channel's adversary step.
         likelihood: Regression: the Gaussian likelihood (default ``model.likelihood``).
+        random_start: ``OS``, ``OS50``, ``MIX``: one-step components from a uniform random
+            start with step ``1.25 ε`` (:class:`adv_channels.OneStepChannel`). Default off.
 
     Returns:
         A :class:`Recipe`.
@@ -244,12 +262,17 @@ def recipe(
         if k != 1 or bound is not Bound.SURROGATE:
             raise ValueError(
                 f"recipe {rname.value!r} has a deterministic channel: num_channel_samples and "
-                "bound apply to the Bayesian recipes (BL, OS, OS50, MIX, NN, NN50)"
+                "bound apply to the Bayesian recipes (BL, OS, OS50, MIX, NN, NN50, AMO, AMO50)"
             )
         if s != 1 and rname is not RecipeName.GIBBS:
             raise ValueError(
                 f"recipe {rname.value!r} trains a point estimate: num_posterior_samples must be 1"
             )
+    random_start = bool(random_start)
+    if random_start and rname not in _RANDOM_START:
+        raise ValueError(
+            f"random_start applies to the one-step recipes (OS, OS50, MIX), not {rname.value!r}"
+        )
     if weight is not None and rname not in (RecipeName.TRADES, RecipeName.ALP):
         raise ValueError(f"weight (λ) applies to TRADES and ALP, not {rname.value!r}")
     attack = "nll" if task is Task.CLASSIFICATION else "mse"
@@ -269,13 +292,34 @@ def recipe(
     if rname is RecipeName.BL:
         channel = IdentityChannel(zero0)
     elif rname is RecipeName.OS:
-        channel = os_channel(eps=eps, sigma=sigma, objective=attack, norm=norm, clamp=clamp)
+        channel = os_channel(
+            eps=eps,
+            sigma=sigma,
+            objective=attack,
+            norm=norm,
+            clamp=clamp,
+            random_start=random_start,
+        )
     elif rname is RecipeName.OS50:
         channel = os50_channel(
-            eps=eps, sigma=sigma, sigma0=zero0, objective=attack, norm=norm, clamp=clamp
+            eps=eps,
+            sigma=sigma,
+            sigma0=zero0,
+            objective=attack,
+            norm=norm,
+            clamp=clamp,
+            random_start=random_start,
         )
     elif rname is RecipeName.MIX:
-        channel = mix_channel(task, eps=eps, sigma=sigma, sigma0=sigma0, norm=norm, clamp=clamp)
+        channel = mix_channel(
+            task,
+            eps=eps,
+            sigma=sigma,
+            sigma0=sigma0,
+            norm=norm,
+            clamp=clamp,
+            random_start=random_start,
+        )
     elif rname is RecipeName.NN:
         channel = nn_channel(
             learned_shape(),
@@ -287,6 +331,25 @@ def recipe(
         )
     elif rname is RecipeName.NN50:
         channel = nn50_channel(
+            learned_shape(),
+            eps=eps,
+            sigma_max=sigma,
+            num_classes=labels,
+            sigma0=zero0,
+            clamp=clamp,
+            lr=adversary_lr,
+        )
+    elif rname is RecipeName.AMO:
+        channel = amo_channel(
+            learned_shape(),
+            eps=eps,
+            sigma_max=sigma,
+            num_classes=labels,
+            clamp=clamp,
+            lr=adversary_lr,
+        )
+    elif rname is RecipeName.AMO50:
+        channel = amo50_channel(
             learned_shape(),
             eps=eps,
             sigma_max=sigma,
