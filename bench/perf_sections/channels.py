@@ -26,7 +26,7 @@ EPS, SIGMA = 2.0, 0.2
 
 
 def _mnist_cnn() -> nn.Module:
-    """The paper's MNIST CNN (SPEC §1), deterministic, in plain torch."""
+    """The paper's MNIST CNN (paper, SM-6.1.1), deterministic, in plain torch."""
     return nn.Sequential(
         nn.Conv2d(1, 16, 3),
         nn.ReLU(),

@@ -1,4 +1,4 @@
-"""Perf section of adv_reactive (issue 6): the reactive defence against standard BNN inference.
+"""Perf section of adv_reactive: the reactive defence against standard BNN inference.
 
 On the paper's Bayesian MNIST CNN (``bnn_core.mnist_cnn()``) with random MNIST-shaped data
 (N = 60,000 training inputs, M = 10 posterior draws, test batch B = 256; ``--quick``:

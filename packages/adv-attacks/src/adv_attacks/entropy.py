@@ -19,10 +19,11 @@ __all__ = ["EntropyAttack", "entropy_attack"]
 class EntropyAttack(PGD):
     """ENT: :class:`~adv_attacks.pgd.PGD` ascending ``entropy_sign · H[p(· | x')]``.
 
-    SPEC §2. Raising the entropy (``+1``, the paper's ENT) makes predictions uncertain;
-    lowering it (``-1``) makes them over-confident, e.g. to slip out-of-distribution inputs
-    past an entropy-based detector. Regression: the log predictive standard deviation.
-    Labels are not needed; ``y``, if given, only serves the success mask of ``return_info``.
+    Paper, Section 4.1; docs/theory.md, 'Attacks'. Raising the entropy (``+1``, the paper's ENT)
+    makes predictions uncertain; lowering it (``-1``) makes them over-confident, e.g. to slip
+    out-of-distribution inputs past an entropy-based detector. Regression: the log predictive
+    standard deviation. Labels are not needed; ``y``, if given, only serves the success mask of
+    ``return_info``.
 
     Args:
         eps: Budget ``ε >= 0``, a float or a ``(B,)`` tensor.

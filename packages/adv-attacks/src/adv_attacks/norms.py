@@ -1,8 +1,8 @@
-"""Threat models: L2 balls and L∞ boxes, and the geometric steps PGD takes in them (SPEC §2).
+"""Threat models: L2 balls and L∞ boxes, and the geometric steps PGD takes in them.
 
 All helpers work per example on a batch ``(B, *)``: norms are over every non-batch
 dimension, budgets ``eps`` are ``(B,)`` tensors, and nothing here allocates more than a
-few tensors of the input's size.
+few tensors of the input's size. The attacks are described in docs/theory.md, 'Attacks'.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The one-step attack (PGD1): a single normalised gradient step of size ε (SPEC §2)."""
+"""The one-step attack (PGD1): a single normalised gradient step of size ε (paper, Section 4.1)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ __all__ = ["OneStep", "one_step"]
 class OneStep(Attack):
     """One normalised gradient step: ``x' = clip(x + ε g / ‖g‖₂)``, ``g = ∇_x J(x, y)``.
 
-    SPEC §2 (PGD1). ``g = 0`` where ``‖g‖ = 0`` (the example is left unchanged). With
-    ``norm="linf"`` the step is ``ε · sign(g)`` (FGSM). No projection is needed: the step
-    has norm ``ε`` exactly (up to rounding); clamping to the valid range only shortens it.
+    The paper's PGD1 (Section 4.1; docs/theory.md, 'Attacks'). ``g = 0`` where ``‖g‖ = 0`` (the
+    example is left unchanged). With ``norm="linf"`` the step is ``ε · sign(g)`` (FGSM). No
+    projection is needed: the step has norm ``ε`` exactly (up to rounding); clamping to the valid
+    range only shortens it.
 
     Args:
         eps: Budget ``ε >= 0``, a float or a ``(B,)`` tensor.

@@ -1,4 +1,4 @@
-"""Projected gradient ascent (PGD) in L2 balls and L∞ boxes (SPEC §2; Madry et al. 2018)."""
+"""Projected gradient ascent (PGD) in L2 and L∞ balls (paper, Section 4.1; Madry et al. 2018)."""
 
 from __future__ import annotations
 
@@ -25,11 +25,17 @@ from adv_attacks.predictive import ClassificationOutput
 __all__ = ["PGD", "pgd", "default_step_size", "run_pgd"]
 
 STEP_FACTOR = 2.5
-"""SPEC §2 (choice): default step size ``η = 2.5 ε / T`` for ``T`` steps."""
+"""Default step size ``η = 2.5 ε / T`` for ``T`` steps.
+
+The library's choice where the paper is silent (docs/theory.md, 'Attacks').
+"""
 
 
 def default_step_size(eps: Tensor, steps: int) -> Tensor:
-    """The default PGD step ``η = 2.5 ε / T`` (SPEC §2, a choice), per example."""
+    """The default PGD step ``η = 2.5 ε / T``, per example.
+
+    The library's choice where the paper is silent (docs/theory.md, 'Attacks').
+    """
     return eps * (STEP_FACTOR / steps)
 
 
@@ -88,10 +94,12 @@ def run_pgd(
 class PGD(Attack):
     """Projected gradient ascent on an objective, in an L2 ball or an L∞ box.
 
-    SPEC §2: start at ``x`` or uniformly in the ball (``random_start``, default on), then
-    ``T`` steps ``x ← clip(Π_ε(x + η g / max(‖g‖₂, tiny)))``: step, project onto the ball
+    Paper, Section 4.1; docs/theory.md, 'Attacks': start at ``x`` or uniformly in the ball
+    (``random_start``, default on), then ``T`` steps
+    ``x ← clip(Π_ε(x + η g / max(‖g‖₂, tiny)))``: step, project onto the ball
     (``δ ← δ · min(1, ε / ‖δ‖)``), clamp to the valid range. L∞ steps along ``sign(g)`` and
-    clamps ``δ`` elementwise to ``[-ε, ε]``. Default step ``η = 2.5 ε / T``.
+    clamps ``δ`` elementwise to ``[-ε, ε]``. Default step ``η = 2.5 ε / T`` (the library's
+    choice where the paper is silent).
 
     Args:
         eps: Budget ``ε >= 0``, a float or a ``(B,)`` tensor.

@@ -28,11 +28,12 @@ __all__ = ["PGDPlus", "pgd_plus"]
 class PGDPlus(Attack):
     """PGD+: ``nll_steps`` PGD steps on ``objective`` then ``entropy_steps`` on the entropy.
 
-    SPEC §2 (Feng et al. 2024): 25 steps on ``nll`` followed by 25 steps on ``+entropy``,
+    Paper, Section 4.1 (Feng et al. 2024): 25 steps on ``nll`` followed by 25 steps on ``+entropy``,
     same ball, the second phase continuing from the first one's last iterate, so that the
     input is both misclassified and made uncertain. One random start (default on) before
     the first phase. The default step is ``η = 2.5 ε / T`` with ``T`` the total number of
-    steps (50), the same step as 50-step PGD **(choice)**.
+    steps (50), the same step as 50-step PGD (the library's choice where the paper is silent;
+    docs/theory.md, 'Attacks').
 
     Args:
         eps: Budget ``ε >= 0``, a float or a ``(B,)`` tensor.

@@ -4,7 +4,7 @@ A *predictive* is any callable ``predictive(x) -> output``:
 
 * classification: a ``(B, C)`` tensor of logits or log-probabilities; attacks always apply
   ``log_softmax`` to it, the identity on log-probabilities, so a plain classifier and a
-  Bayesian posterior predictive (PPD log-probabilities, SPEC §1) are read the same way;
+  Bayesian posterior predictive (PPD log-probabilities; paper, Section 3.1) are read the same way;
 * regression: a tuple ``(mean, var)`` of ``(B,)`` or ``(B, 1)`` tensors, a Gaussian
   predictive (for a BNN the moment-matched PPD).
 

@@ -1,6 +1,6 @@
-"""The channel interface: a conditional distribution ``p(x' | x, β)`` over attacks (SPEC §3).
+"""The channel interface: a conditional distribution ``p(x' | x, β)`` over attacks.
 
-A channel is an ``nn.Module`` with a tiny surface:
+The paper's Section 3.1 and SM-5. A channel is an ``nn.Module`` with a tiny surface:
 
 * :meth:`Channel.sample` draws ``x'`` (same shape as ``x``), reparameterised where possible
   (``x' = μ + σ ξ``) so that gradients flow from ``x'`` to whatever ``μ`` and ``σ``
@@ -34,7 +34,8 @@ class NoDensityError(NotImplementedError):
     """Raised when the density of a channel known only as a simulator is asked for.
 
     A subclass of ``NotImplementedError``: PGD-based and point-mass channels can be sampled
-    but have no density (SPEC §3, §5); check :attr:`Channel.has_density` first.
+    but have no density (paper, Section 3.2; docs/theory.md, 'Likelihood-free reactive defence');
+    check :attr:`Channel.has_density` first.
     """
 
 
@@ -141,7 +142,7 @@ class Channel(nn.Module, ABC):
         *,
         generator: torch.Generator | None = None,
     ) -> Tensor | None:
-        """One GAN-style update of the channel against ``target`` (SPEC §3, learned channel).
+        """One GAN-style update of the channel against ``target`` (paper, SM-5.4).
 
         A no-op returning ``None`` for channels with nothing to learn, so that a trainer
         can call it once per batch on any channel.

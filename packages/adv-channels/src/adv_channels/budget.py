@@ -1,7 +1,8 @@
 """The learned channel's budget: a smooth squashing of a perturbation into the ``ε``-ball.
 
-SPEC §3 (choice): the learned mean perturbation is scaled so that ``‖m‖₂ ≤ ε``, so that
-learned and attack-based channels share a budget. We use the radial ``ε·tanh`` squashing
+The library's choice where the paper is silent (docs/theory.md, 'The adversarial channel'): the
+learned mean perturbation is scaled so that ``‖m‖₂ ≤ ε``, so that learned and attack-based channels
+share a budget. We use the radial ``ε·tanh`` squashing
 
 ``m = ε tanh(‖m̃‖₂ / ε) · m̃ / ‖m̃‖₂``
 

@@ -1,6 +1,6 @@
 """Gaussian channels ``x' = μ(x, y, β) + σ ⊙ ξ``, ``ξ ~ N(0, I)``: the shared machinery.
 
-Every channel with a known density in this package is of this form (SPEC §3): identity and
+Every channel with a known density in this package is of this form (paper, SM-5): identity and
 isotropic Gaussian (``μ = x``), one-step (``μ`` = the attack point), learned (``μ = x + m``,
 per-element ``σ = exp ℓ``). Sampling is reparameterised, so gradients flow from ``x'`` to
 ``μ`` and ``σ``. The noise is never clamped: where inputs have a valid range only ``μ`` (the
@@ -89,7 +89,7 @@ def diag_normal_log_prob(value: Tensor, loc: Tensor, scale: Tensor | float) -> T
 
 
 class GaussianFamilyChannel(Channel):
-    """A channel ``x' = μ + σ ⊙ ξ`` with ``μ, σ`` from :meth:`loc_scale` (SPEC §3).
+    """A channel ``x' = μ + σ ⊙ ξ`` with ``μ, σ`` from :meth:`loc_scale` (paper, SM-5).
 
     Subclasses implement :meth:`loc_scale` and :attr:`has_density` (true where ``σ > 0``);
     this class provides :meth:`sample`, :meth:`log_prob` and :meth:`mean`. ``σ = 0`` is the

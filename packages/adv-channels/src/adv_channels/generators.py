@@ -1,4 +1,4 @@
-"""The networks behind the learned channels (SPEC §3, paper SM-5.4), verbatim architectures.
+"""The networks behind the learned channels (paper, SM-5.4), verbatim architectures.
 
 A generator maps a batch and its labels to a raw mean perturbation ``m̃`` and a raw log-scale
 ``s`` of the input's shape: ``network(x, y) -> (m̃, s)``. :class:`~adv_channels.LearnedChannel`

@@ -1,4 +1,4 @@
-"""Mixtures of channels ``p(x' | x, β) = Σ_k π_k p_k(x' | x, β)`` (SPEC §3, paper SM-5.3).
+"""Mixtures of channels ``p(x' | x, β) = Σ_k π_k p_k(x' | x, β)`` (paper, SM-5.3).
 
 Two ways to sample a minibatch: draw a component per example (i.i.d. from ``π``), or
 *stratify* it, giving each component exactly its share of the batch, as the paper does

@@ -1,4 +1,4 @@
-"""Attack-agnostic channels: isotropic Gaussian noise and the identity (SPEC §3).
+"""Attack-agnostic channels: isotropic Gaussian noise and the identity (paper, SM-5.1).
 
 ``x' = x + σ ξ``, ``ξ ~ N(0, I)``; ``σ = 0`` is the exact identity. The density
 ``N(x'; x, σ² I)`` is what randomized smoothing and the reactive defence use. The noise is
@@ -63,7 +63,7 @@ class GaussianChannel(GaussianFamilyChannel):
 class IdentityChannel(GaussianChannel):
     """The clean channel ``x' = x``, with optional Gaussian augmentation ``x' ~ N(x, σ₀² I)``.
 
-    SPEC §3 (paper SM-5.1): the non-adversarial component of the mixtures OS50, MIX, NN50
+    Paper, SM-5.1: the non-adversarial component of the mixtures OS50, MIX, NN50
     and of adversarial training. ``σ₀ = 0`` (default) returns a copy of ``x`` exactly.
 
     Args:

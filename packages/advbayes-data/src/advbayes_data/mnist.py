@@ -230,10 +230,11 @@ def load_fashion_mnist(
 ) -> ClassificationData:
     """FashionMNIST (Xiao et al. 2017): 60,000 training and 10,000 test clothing images.
 
-    Used for the selective-prediction experiment (SPEC §6). Same layout rules as
-    :func:`load_mnist`, under ``FashionMNIST/raw`` or ``FashionMNIST``; ``verify`` checks the
-    md5 of the ``.gz`` files (torchvision's; none is published for the uncompressed ones, so
-    for those it checks the image counts, 60,000 and 10,000).
+    Used for the selective-prediction experiment (paper, Section 4.2, 'Downstream Task: Selective
+    Accuracy'). Same layout rules as :func:`load_mnist`, under ``FashionMNIST/raw`` or
+    ``FashionMNIST``; ``verify`` checks the md5 of the ``.gz`` files (torchvision's; none is
+    published for the uncompressed ones, so for those it checks the image counts, 60,000 and
+    10,000).
 
     Returns:
         ``x_train`` ``(60000, 1, 28, 28)``, ``x_test`` ``(10000, 1, 28, 28)`` float32 in

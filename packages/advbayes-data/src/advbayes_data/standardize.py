@@ -1,4 +1,8 @@
-"""Standardisation with training statistics, and its inverse (SPEC §6: inputs standardised)."""
+"""Standardisation with training statistics, and its inverse.
+
+The UCI inputs and targets are standardised: the library's choice where the paper is silent
+(docs/theory.md, 'Data and experiments').
+"""
 
 from __future__ import annotations
 

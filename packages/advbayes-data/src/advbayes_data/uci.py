@@ -1,6 +1,6 @@
 """The UCI regression benchmarks: Wine Quality, Energy Efficiency, California Housing.
 
-Choices (SPEC §6 leaves them open):
+Choices (the paper leaves them open; docs/theory.md, 'Data and experiments'):
 
 * ``"wine"`` is the **red** wine table (1,599 rows, 11 inputs), as in the standard UCI
   regression benchmarks (Hernández-Lobato & Adams 2015); ``"wine-white"`` (4,898 rows) and
@@ -341,7 +341,8 @@ def load_uci(
 ) -> RegressionData:
     """One seeded train/test split of a UCI regression dataset, standardised.
 
-    SPEC §6 (inputs standardised); the tables report mean ± std over splits 0, 1, 2.
+    Inputs and target standardised (docs/theory.md, 'Data and experiments'); the tables report
+    mean ± std over splits 0, 1, 2.
 
     Args:
         name: A :class:`UCIDataset` or its string: ``"wine"`` (red), ``"wine-white"``,

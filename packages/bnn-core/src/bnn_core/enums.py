@@ -13,7 +13,10 @@ __all__ = ["Reduction", "SampleMode", "SamplingMethod", "Task"]
 
 
 class SampleMode(StrEnum):
-    """How a Bayesian layer turns its variational posterior into a forward pass (SPEC §1)."""
+    """How a Bayesian layer turns its variational posterior into a forward pass.
+
+    See docs/theory.md, 'Bayesian neural networks'.
+    """
 
     SAMPLE = "sample"
     """Fresh reparameterised weights ``w = μ + σ ⊙ ε`` at every forward, shared by the batch."""

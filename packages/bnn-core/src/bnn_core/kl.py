@@ -13,7 +13,7 @@ __all__ = ["kl_divergence"]
 
 
 def kl_divergence(model: nn.Module) -> Tensor:
-    """``KL(q ‖ p)`` summed over every Bayesian layer of ``model`` (SPEC §1), in nats.
+    """``KL(q ‖ p)`` summed over every Bayesian layer of ``model`` (paper, eq. 11), in nats.
 
     Mean-field posterior and factorised prior make the KL a sum of closed-form
     per-weight terms (see :meth:`bnn_core.GaussianPrior.kl`); deterministic layers

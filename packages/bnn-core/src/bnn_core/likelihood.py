@@ -1,4 +1,8 @@
-"""The Gaussian likelihood of regression models, with a learned observation noise (SPEC §1)."""
+"""The Gaussian likelihood of regression models, with a learned observation noise.
+
+The learned noise is the library's choice where the paper is silent (docs/theory.md, 'Bayesian
+neural networks').
+"""
 
 from __future__ import annotations
 
@@ -85,8 +89,8 @@ def gaussian_log_prob(mean: Tensor, var: Tensor | float, target: Tensor) -> Tens
 def gaussian_mixture_log_prob(means: Tensor, var: Tensor | float, target: Tensor) -> Tensor:
     """Per-example log-density of the equal-weight Gaussian mixture of a regression PPD.
 
-    ``log (1/M) Σ_m N(y; f_m, s²)`` (SPEC §1), computed with ``logsumexp``; for
-    multi-output models each component is the product over output dimensions.
+    ``log (1/M) Σ_m N(y; f_m, s²)`` (docs/theory.md, 'Bayesian neural networks'), computed with
+    ``logsumexp``; for multi-output models each component is the product over output dimensions.
 
     Args:
         means: Per-draw means ``(M, B)`` or ``(M, B, D...)``.
@@ -109,7 +113,8 @@ class GaussianLikelihood(nn.Module):
     """``p(y | x, β) = N(y; f_β(x), s²)`` with a learned noise scale ``s = softplus(ρ_s)``.
 
     The observation noise is a point estimate (learned by maximising the ELBO), shared
-    by all examples and output dimensions (SPEC §1, a choice of the paper).
+    by all examples and output dimensions (the library's choice where the paper is silent;
+    docs/theory.md, 'Bayesian neural networks').
 
     Args:
         init_scale: Initial ``s > 0`` (for standardised targets ``1.0`` is the prior

@@ -1,4 +1,4 @@
-"""The posterior predictive distribution (PPD) of a Bayesian network (SPEC §1).
+"""The posterior predictive distribution (PPD) of a Bayesian network (paper, Section 3.1).
 
 Classification: ``p(y | x, D) ≈ (1/M) Σ_m softmax(f_{β_m}(x))``, returned as
 log-probabilities ``logsumexp_m log_softmax(f_m) − log M`` (probabilities are averaged,
@@ -31,8 +31,9 @@ __all__ = ["PosteriorPredictive", "ppd_log_probs", "regression_ppd"]
 def ppd_log_probs(logits: Tensor) -> Tensor:
     """Log-probabilities of the classification PPD from per-draw logits.
 
-    ``log p(y | x, D) = logsumexp_m log_softmax(logits_m) − log M`` (SPEC §1): the log of the
-    *mean probabilities*, not of mean logits. Differentiable in ``logits``.
+    ``log p(y | x, D) = logsumexp_m log_softmax(logits_m) − log M`` (docs/theory.md,
+    'Bayesian neural networks'): the log of the *mean probabilities*, not of mean logits.
+    Differentiable in ``logits``.
 
     Args:
         logits: ``(M, B, C)`` per-draw logits (or log-probabilities).
@@ -52,7 +53,8 @@ def regression_ppd(means: Tensor, noise_var: Tensor | float) -> tuple[Tensor, Te
     """Mean and variance of the regression PPD from per-draw means.
 
     The PPD is the mixture ``(1/M) Σ_m N(f_m, s²)``; its exact moments are
-    ``mean = (1/M) Σ_m f_m`` and ``var = s² + (1/M) Σ_m (f_m − mean)²`` (SPEC §1).
+    ``mean = (1/M) Σ_m f_m`` and ``var = s² + (1/M) Σ_m (f_m − mean)²`` (docs/theory.md, 'Bayesian
+    neural networks').
 
     Args:
         means: ``(M, B, ...)`` per-draw predictions ``f_m(x)``.

@@ -1,4 +1,4 @@
-"""The factorised Gaussian prior over weights and biases (SPEC §1)."""
+"""The factorised Gaussian prior over weights and biases (paper, SM-6.1.1)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ __all__ = ["GaussianPrior", "log_softplus", "softplus_inverse"]
 class GaussianPrior:
     """A factorised Gaussian prior ``p(w_j) = N(loc, scale²)`` on every weight and bias.
 
-    The paper uses ``N(0, 1)`` (SPEC §1); both numbers are configurable.
+    The paper uses ``N(0, 1)`` (SM-6.1.1); both numbers are configurable.
 
     Attributes:
         loc: Prior mean. Default ``0.0``.

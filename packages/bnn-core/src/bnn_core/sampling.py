@@ -122,9 +122,9 @@ def sample_weights(
 ) -> dict[str, Tensor]:
     """Draw ``M`` reparameterised samples of every Bayesian weight and bias of ``model``.
 
-    ``w_m = μ + softplus(ρ) ⊙ ε_m`` (SPEC §1), differentiable in ``μ`` and ``ρ``. Layers in
-    ``"mean"`` mode get no entry: :func:`forward_samples` then uses their ``μ`` in every
-    draw, so a model in mean mode is a point estimate.
+    ``w_m = μ + softplus(ρ) ⊙ ε_m`` (the pathwise draws of the paper's Section 3.3), differentiable
+    in ``μ`` and ``ρ``. Layers in ``"mean"`` mode get no entry: :func:`forward_samples` then uses
+    their ``μ`` in every draw, so a model in mean mode is a point estimate.
 
     Args:
         model: Any module (a model without Bayesian layers gives ``{}``).

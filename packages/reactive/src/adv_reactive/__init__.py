@@ -1,4 +1,4 @@
-"""Reactive adversarial defence (SPEC §5).
+"""Reactive adversarial defence (paper, Section 3.2).
 
 Online/offline reactive posterior predictives computed as a streaming, log-space weighted
 aggregation (PyTorch and a fused Triton kernel), the fit/predict object

@@ -1,7 +1,7 @@
 """Binomial confidence bounds and tests for randomized smoothing, in float64 PyTorch.
 
-Randomized smoothing (Cohen et al. 2019; SPEC §5) needs the one-sided Clopper–Pearson lower
-bound of a binomial proportion (CERTIFY) and a two-sided binomial test (PREDICT). Both reduce
+Randomized smoothing (Cohen et al. 2019; paper, Proposition 3.5) needs the one-sided Clopper–Pearson
+lower bound of a binomial proportion (CERTIFY) and a two-sided binomial test (PREDICT). Both reduce
 to the regularised incomplete beta function ``I_x(a, b)``, which PyTorch lacks: it is
 computed here with the continued fraction of Numerical Recipes (§6.4, modified Lentz),
 vectorised over tensors, so scipy is not a runtime dependency.
@@ -102,8 +102,8 @@ def clopper_pearson_lower(
     """One-sided ``(1 − α)`` Clopper–Pearson lower confidence bound of a binomial proportion.
 
     The ``α``-quantile of ``Beta(k, n − k + 1)`` (``0`` when ``k = 0``), as in CERTIFY of
-    Cohen et al. (2019), SPEC §5. Found by safeguarded Newton steps on ``log I_x`` (concave in
-    ``x``), to about 1e-12 relative precision.
+    Cohen et al. (2019) (docs/theory.md, 'The reactive defence'). Found by safeguarded Newton steps
+    on ``log I_x`` (concave in ``x``), to about 1e-12 relative precision.
 
     Args:
         successes: Count(s) ``k`` (whole numbers, ``0 <= k <= n``).
@@ -154,8 +154,8 @@ def binomial_test(successes: Tensor | int, trials: Tensor | int) -> Tensor:
 
     For ``p = ½`` the distribution is symmetric, so the p-value (outcomes at most as likely
     as ``k``, the convention of ``scipy.stats.binomtest``) is
-    ``min(1, 2 P(X >= max(k, n − k)))``. Used by PREDICT of Cohen et al. (2019), SPEC §5,
-    with ``k = c₁`` and ``n = c₁ + c₂`` (the top two counts).
+    ``min(1, 2 P(X >= max(k, n − k)))``. Used by PREDICT of Cohen et al. (2019) (docs/theory.md,
+    'The reactive defence'), with ``k = c₁`` and ``n = c₁ + c₂`` (the top two counts).
 
     Args:
         successes: Count(s) ``k``.

@@ -1,6 +1,6 @@
 """Which adversarial channels the reactive defence can use, their ``σ``, and their config.
 
-The reactive PPD (SPEC §5) weights the training inputs by the channel density
+The reactive PPD (paper, eqs. 4 and 5) weights the training inputs by the channel density
 ``k_mi(x') = p(x' | x_i, β_m)``, so the channel must have one: an isotropic Gaussian
 ``N(x'; μ(x_i, β_m), σ² I)`` with a fixed ``σ > 0`` (an
 :class:`adv_channels.GaussianFamilyChannel` with a scalar ``sigma``):

@@ -1,8 +1,8 @@
 """The predictive of a single posterior draw ``β_m``: ``x ↦ p(y | x, β_m)``.
 
 Attack-based channels read a *predictive* (docs/architecture.md). The reactive defence
-computes one-step keys ``μ_mi`` under each posterior draw separately (SPEC §5), so it needs
-the predictive of one draw: logits for classification, the Gaussian ``(f_m(x), s²)`` for
+computes one-step keys ``μ_mi`` under each posterior draw separately (paper, eqs. 4 and 5), so it
+needs the predictive of one draw: logits for classification, the Gaussian ``(f_m(x), s²)`` for
 regression. While a one-step attack evaluates it at the clean training inputs, the outputs
 can be recorded (:meth:`DrawPredictive.recording`) and reused as the per-draw predictions
 ``P_mi``, saving one forward pass per draw.

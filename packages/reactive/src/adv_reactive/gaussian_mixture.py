@@ -1,9 +1,10 @@
 """The regression reactive PPD: a Gaussian mixture over (draw, training input) pairs.
 
-SPEC §5 with ``p(y | x_i, β_m) = N(y; f_mi, s²)`` (SPEC §1, learned noise ``s``): the
-reactive PPD at ``x'`` is the mixture ``Σ_{m,i} w_mi(x') N(y; f_mi, s²)`` whose weights are
-those of eq. 4 (online) or eq. 5 (offline, ``w_mi = k_mi / (M Σ_j k_mj)``). Two quantities
-come out of the streaming aggregation of :func:`adv_reactive.reactive_aggregate`:
+The paper's eqs. 4 and 5 with ``p(y | x_i, β_m) = N(y; f_mi, s²)`` (learned noise ``s``,
+docs/theory.md, 'Bayesian neural networks'): the reactive PPD at ``x'`` is the mixture
+``Σ_{m,i} w_mi(x') N(y; f_mi, s²)`` whose weights are those of eq. 4 (online) or eq. 5 (offline,
+``w_mi = k_mi / (M Σ_j k_mj)``). Two quantities come out of the streaming aggregation of
+:func:`adv_reactive.reactive_aggregate`:
 
 * its moments, from the values ``[f, f²]`` (:func:`moment_values`, :func:`mixture_moments`):
   ``mean = Σ w f`` and ``var = s² + Σ w f² − mean²``;
@@ -82,7 +83,7 @@ def reactive_gaussian_log_prob(
     chunk_size: int | None = None,
     backend: Backend | str = Backend.AUTO,
 ) -> Tensor:
-    """Log-density of targets under the regression reactive PPD (eqs. 4 and 5, SPEC §5).
+    """Log-density of targets under the regression reactive PPD (paper, eqs. 4 and 5).
 
     With ``s_bmi = −‖x'_b − μ_mi‖² / (2σ²)`` and ``ℓ_bmi = log N(y_b; f_mi, s² I)``:
 

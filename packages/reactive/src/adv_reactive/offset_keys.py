@@ -1,8 +1,8 @@
 """Per-draw keys stored as shared points plus small per-draw offsets.
 
 The one-step channel's means are the training inputs moved by at most ``ε``:
-``μ_mi = x_i + δ_mi`` with ``‖δ_mi‖ <= ε`` (SPEC §3, §5). Stored as ``(x, δ)``, the score
-products split as ``q·μ_mi = q·x_i + q·δ_mi``: the first is one product over the ``N``
+``μ_mi = x_i + δ_mi`` with ``‖δ_mi‖ <= ε`` (paper, SM-5.2 and eqs. 4–5). Stored as ``(x, δ)``, the
+score products split as ``q·μ_mi = q·x_i + q·δ_mi``: the first is one product over the ``N``
 shared points for all draws, the second ``M`` products over the offsets, which may be held
 and multiplied in bfloat16. Its rounding error then scales with ``‖δ‖`` instead of
 ``‖μ‖`` (see :class:`OffsetKeys`), and on CPUs with bfloat16 matrix instructions those

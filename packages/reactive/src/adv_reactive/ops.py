@@ -1,6 +1,6 @@
 """The reactive aggregation: channel-density-weighted averages of per-draw predictions.
 
-SPEC §5 (eqs. 4 and 5 of the paper): at test time the clean input behind ``x'`` is inferred
+Eqs. 4 and 5 of the paper (Section 3.2): at test time the clean input behind ``x'`` is inferred
 by weighting the training inputs with the channel density ``k_mi(x') = N(x'; μ_mi, σ² I)``.
 In attention terms, queries are the test inputs ``x'_b``, keys the channel means ``μ_mi``
 and values the per-draw predictions ``P_mi``; the scores are an RBF kernel,
@@ -153,7 +153,7 @@ def reactive_aggregate(
     backend: Backend | str = Backend.AUTO,
     simulations: int = 1,
 ) -> ReactiveAggregate:
-    """Online (eq. 4) or offline (eq. 5) reactive average of per-draw values (SPEC §5).
+    """Online (eq. 4) or offline (eq. 5) reactive average of per-draw values (paper, Section 3.2).
 
     With weights ``k_bmi = exp(s_bmi)``, ``s_bmi = −‖q_b − k_mi‖² / (2σ²)``:
 

@@ -13,7 +13,7 @@ E = TypeVar("E", bound=StrEnum)
 class AggregationMode(StrEnum):
     """How the channel-density weights over training inputs and posterior draws are normalised.
 
-    SPEC §5, eqs. 4 and 5 of the paper.
+    Eqs. 4 and 5 of the paper (Section 3.2).
     """
 
     ONLINE = "online"

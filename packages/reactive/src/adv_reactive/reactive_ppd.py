@@ -1,4 +1,4 @@
-"""The reactive defence as a fit/predict object (SPEC §5, eqs. 4 and 5 of the paper).
+"""The reactive defence as a fit/predict object (eqs. 4 and 5 of the paper, Section 3.2).
 
 At test time the clean input behind ``x'`` is latent: with the empirical distribution of the
 training inputs and posterior draws ``β_1..β_M``, the reactive PPD weights the per-draw
@@ -55,8 +55,8 @@ _CUDA_BATCH = 8192
 class ReactivePPD(nn.Module):
     """Online (eq. 4) or offline (eq. 5) reactive posterior predictive of a Bayesian model.
 
-    SPEC §5. With posterior draws ``β_m``, training inputs ``x_i``, keys ``μ_mi`` (the mean of
-    the Gaussian channel at ``x_i`` under ``β_m``) and ``k_mi = N(x'; μ_mi, σ² I)``:
+    Paper, Section 3.2. With posterior draws ``β_m``, training inputs ``x_i``, keys ``μ_mi`` (the
+    mean of the Gaussian channel at ``x_i`` under ``β_m``) and ``k_mi = N(x'; μ_mi, σ² I)``:
 
     * online: ``p(y | x') = Σ_{m,i} k_mi P_mi / Σ_{m,i} k_mi`` (each draw reweighted by its
       marginal channel likelihood: a Bayesian update at test time);
@@ -854,7 +854,7 @@ class ReactivePPD(nn.Module):
         )
 
     def nll(self, x_adv: Tensor, y: Tensor) -> Tensor:
-        """Mean negative log-likelihood ``−(1/B) Σ_b log p(y_b | x'_b)`` (SPEC §1 metrics)."""
+        """Mean negative log-likelihood ``−(1/B) Σ_b log p(y_b | x'_b)`` (the paper's NLL)."""
         return -self.log_prob(x_adv, y).mean()
 
     def purified_inputs(self, x_adv: Tensor, top_k: int = 5) -> PurifiedInputs:

@@ -1,4 +1,4 @@
-"""Randomized smoothing: PREDICT and CERTIFY of Cohen et al. (2019), SPEC §5.
+"""Randomized smoothing: PREDICT and CERTIFY of Cohen et al. (2019) (paper, Proposition 3.5).
 
 Randomized smoothing is the reactive defence's limit with one point estimate, a flat
 covariate prior and the Gaussian channel: the smoothed classifier is
@@ -149,7 +149,7 @@ def predict(
     batch_size: int = 1000,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """PREDICT of Cohen et al. (2019): the smoothed class, or abstain (SPEC §5).
+    """PREDICT of Cohen et al. (2019): the smoothed class, or abstain (paper, Prop. 3.5).
 
     With ``c₁ >= c₂`` the top two class counts over ``n`` noisy draws, return the top class
     when the two-sided binomial test of ``c₁`` out of ``c₁ + c₂`` at ½ has p-value
@@ -202,7 +202,7 @@ def certify(
     batch_size: int = 1000,
     generator: torch.Generator | None = None,
 ) -> Certificate:
-    """CERTIFY of Cohen et al. (2019): a class and a certified L2 radius, or abstain (SPEC §5).
+    """CERTIFY (Cohen et al. 2019; paper, Prop. 3.5): a class and a certified L2 radius, or abstain.
 
     ``n0`` draws choose ``ĉ`` (the most frequent class); ``n`` fresh draws count ``n_A``
     hits of ``ĉ``; ``p_A`` is the one-sided ``(1 − alpha)`` Clopper–Pearson lower bound of

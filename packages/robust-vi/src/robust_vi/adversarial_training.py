@@ -1,4 +1,4 @@
-"""Point-estimate adversarial training, the MAP limit of robust VI (SPEC §4, Prop. 3.4).
+"""Point-estimate adversarial training, the MAP limit of robust VI (paper, Prop. 3.4, eq. 14).
 
 With a flat prior (no KL term), a point estimate ``β̂`` and a deterministic channel
 ``x' = x + δ*``, maximising the robust posterior is ``min_β Σ_n ℓ(β; x_n + δ*_n, y_n)``:
@@ -66,7 +66,7 @@ def adversarial_training(
     likelihood: GaussianLikelihood | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """The adversarial-training loss (SPEC §4: the MAP limit), to minimise.
+    """The adversarial-training loss (the MAP limit, paper eq. 14), to minimise.
 
     ``(1/B) Σ_b −log p(y_b | x'_b, β̂)``, ``x'_b`` from the deterministic ``channel``
     attacking ``β̂`` (the posterior mean of a Bayesian model, or a deterministic network).

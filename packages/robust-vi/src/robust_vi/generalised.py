@@ -1,4 +1,4 @@
-"""Generalised posteriors with a local smoothness penalty (SPEC §4; Knoblauch et al. 2022).
+"""Generalised posteriors with a local smoothness penalty (paper, eq. 15; Knoblauch et al. 2022).
 
 ``L(φ) = E_q[Σ_n E_{x'} log p(y_n | x', β) − λ Σ_n R(β; x_n, y_n)] − KL(q ‖ p)``: the
 surrogate ELBO with a data-dependent penalty of weight ``λ >= 0``. With a point estimate
@@ -115,7 +115,7 @@ def generalised_elbo(
     likelihood: GaussianLikelihood | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """The negative generalised-posterior objective per data point (SPEC §4), to minimise.
+    """The negative generalised-posterior objective per data point (paper, eq. 15), to minimise.
 
     Args:
         model: A network (Bayesian unless ``point_estimate``).

@@ -1,4 +1,4 @@
-"""The adversarially robust Gibbs posterior (SPEC §4; Sabanayagam et al. 2025).
+"""The adversarially robust Gibbs posterior (paper, Section 3.4; Sabanayagam et al. 2025).
 
 Keep the variational posterior ``q`` but use a deterministic worst-case channel
 ``x' = x + δ*``, ``δ* = argmax_{‖δ‖≤ε} ℓ(β; x + δ, y)``: the surrogate ELBO's unconstrained
@@ -71,7 +71,7 @@ def robust_gibbs(
     likelihood: GaussianLikelihood | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """The negative robust-Gibbs objective per data point (SPEC §4), to minimise.
+    """The negative robust-Gibbs objective per data point (paper, Section 3.4), to minimise.
 
     ``−[(N/B) Σ_b (1/S) Σ_s log p(y_b | x_b + δ*_{sb}, β_s) − w KL(q ‖ p)] / N``, the attack
     ``δ*`` computed at each posterior draw ``β_s``.

@@ -1,4 +1,4 @@
-"""The importance-weighted (IWAE) bound of the exact robust ELBO (SPEC §4, paper SM-3).
+"""The importance-weighted (IWAE) bound of the exact robust ELBO (paper, SM-3).
 
 ``L_K(φ) = E_q[Σ_n log (1/K) Σ_k p(y_n | x'_{nk}, β)] − KL(q ‖ p)``, ``x'_{nk} ~ p(x'|x_n, β)``:
 between the surrogate ELBO (``K = 1``) and the exact ELBO (``K → ∞``), non-decreasing in
@@ -72,7 +72,7 @@ def iwae_elbo(
     likelihood: GaussianLikelihood | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """The negative IWAE bound per data point (SPEC §4), to minimise.
+    """The negative IWAE bound per data point (paper, SM-3), to minimise.
 
     ``−[(N/B) Σ_b (1/S) Σ_s log (1/K) Σ_k p(y_b | x'_{sbk}, β_s) − w KL(q ‖ p)] / N``.
 

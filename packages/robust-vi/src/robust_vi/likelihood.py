@@ -1,4 +1,4 @@
-"""Per-point log-likelihoods ``log p(y | x', β)`` from one posterior draw's outputs (SPEC §1).
+"""Per-point log-likelihoods ``log p(y | x', β)`` from one posterior draw's outputs (paper, eq. 11).
 
 Classification: the categorical likelihood of the model's softmax,
 ``log p(y | x', β) = log_softmax(f_β(x'))_y``. Regression: the Gaussian likelihood with the

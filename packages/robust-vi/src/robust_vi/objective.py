@@ -1,4 +1,4 @@
-"""The shared machinery of the robust-VI objectives (SPEC §4): posterior and channel draws.
+"""The shared machinery of the robust-VI objectives (paper, Section 3.3): posterior, channel draws.
 
 Every objective is a loss to *minimise*, normalised per data point. For a minibatch of
 ``B`` points out of ``N``, ``S`` posterior draws ``β_s = μ + σ ⊙ ε_s`` and ``K`` channel
@@ -13,10 +13,10 @@ objectives), ``R_b`` an optional smoothness penalty (generalised posteriors) and
 KL weight (annealing). Dividing by ``N`` makes the learning rate independent of the
 dataset size.
 
-Draws are pathwise (SPEC §4): each ``β_s`` is a :class:`~robust_vi.PosteriorDraw` (one
+Draws are pathwise (paper, Section 3.3): each ``β_s`` is a :class:`~robust_vi.PosteriorDraw` (one
 stored draw ``ε_s``), which rebuilds ``w = μ + σ ε_s`` differentiably at each call. The *same*
-``β_s`` is the channel's ``target`` (so one-step directions are evaluated at ``β_s``, SPEC
-§3) and scores the ``K`` channel draws, which are concatenated into one batch of ``K·B``
+``β_s`` is the channel's ``target`` (so one-step directions are evaluated at ``β_s``, paper
+SM-5.2) and scores the ``K`` channel draws, which are concatenated into one batch of ``K·B``
 inputs so that a single forward pass serves them all. The channel's own parameters (a
 learned generator) are left out of autograd while the model's loss is computed.
 """
@@ -97,7 +97,7 @@ class Objective(ABC):
             learned noise ``s``; default ``model.likelihood``.
         point_estimate: Evaluate the model at its posterior mean (layers in ``"mean"``
             mode, or a deterministic network) with a flat prior: no KL term, ``S = 1``
-            (the MAP limit, SPEC §4).
+            (the MAP limit, paper Prop. 3.4).
     """
 
     penalty_weight: float = 0.0

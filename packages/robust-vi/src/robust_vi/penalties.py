@@ -1,4 +1,4 @@
-"""Local smoothness penalties ``R(β; x, y)`` of the generalised posteriors (SPEC §4).
+"""Local smoothness penalties ``R(β; x, y)`` of the generalised posteriors (paper, eq. 15).
 
 * **ALP** (Kannan et al. 2018): ``R = ‖z(x) − z(x*)‖²₂`` on the logits ``z``, with ``x*``
   from a deterministic adversarial channel.

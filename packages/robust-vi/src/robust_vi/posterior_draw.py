@@ -1,6 +1,6 @@
 """One posterior draw ``β = μ + σ ⊙ ε`` as a predictive: the attack target and the scorer.
 
-Robust VI evaluates the channel and the likelihood at the *same* draw ``β`` (SPEC §3–4):
+Robust VI evaluates the channel and the likelihood at the *same* draw ``β`` (paper, Section 3.3):
 the one-step direction is taken at ``β`` and the channel's samples ``x'`` are scored by
 ``p(y | x', β)``. :class:`PosteriorDraw` stores the noise ``ε`` of one draw and rebuilds
 ``w = μ + softplus(ρ) ⊙ ε`` at each call, so gradients reach ``μ`` and ``ρ`` (pathwise) —

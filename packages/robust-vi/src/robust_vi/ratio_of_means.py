@@ -1,4 +1,4 @@
-"""The consistent ratio-of-means gradient estimator of the exact robust ELBO (SPEC §4, SM-4).
+"""The consistent ratio-of-means gradient estimator of the exact robust ELBO (paper, SM-4).
 
 The exact ELBO ``E_q[Σ_n log E_{x'} p(y_n | x', β)] − KL`` has a pathwise gradient that is a
 ratio of expectations. With posterior draws ``β_s`` and channel draws ``x'_{sk}``, per point
@@ -87,7 +87,7 @@ def ratio_of_means(
     likelihood: GaussianLikelihood | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """A loss carrying the ratio-of-means gradient of the negative exact ELBO (SPEC §4).
+    """A loss carrying the ratio-of-means gradient of the negative exact ELBO (paper, SM-4).
 
     Args:
         model: A network with Bayesian layers.

@@ -1,4 +1,4 @@
-"""The surrogate ELBO, the paper's main objective (SPEC §4, paper eq. 11).
+"""The surrogate ELBO, the paper's main objective (paper, eq. 11).
 
 ``L_sur(φ) = E_q[Σ_n E_{x'~p(x'|x_n,β)} log p(y_n | x', β)] − KL(q ‖ p)``, a lower bound of
 the exact ELBO (Jensen) whose unconstrained optimum is the Gibbs posterior
@@ -73,7 +73,7 @@ def surrogate_elbo(
     likelihood: GaussianLikelihood | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """The negative surrogate ELBO per data point (SPEC §4), to minimise.
+    """The negative surrogate ELBO per data point (paper, eq. 11), to minimise.
 
     ``−[(N/B) Σ_b (1/S) Σ_s (1/K) Σ_k log p(y_b | x'_{sbk}, β_s) − w KL(q ‖ p)] / N`` with
     ``β_s ~ q`` and ``x'_{sbk} ~ p(x' | x_b, β_s)`` pathwise.

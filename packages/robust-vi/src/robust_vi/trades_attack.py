@@ -1,10 +1,10 @@
-"""The inner maximisation of TRADES: the input that most changes the predictive (SPEC §4).
+"""The inner maximisation of TRADES: the input that most changes the predictive (paper, Sec. 3.4).
 
 TRADES (Zhang et al. 2019) finds ``x* = argmax_{x' ∈ B_ε(x)} KL(p(· | x) ‖ p(· | x'))`` by
 projected gradient ascent started at ``x + 0.001 ξ``, ``ξ ~ N(0, I)`` (the reference
 implementation), with the clean predictive ``p(· | x)`` held fixed. No label is used.
-Steps follow SPEC §2's PGD: ``x ← clip(Π_ε(x + η g/‖g‖₂))`` (L∞: ``η sign(g)``), with
-``η = 2.5 ε / T`` by default.
+Steps follow the PGD of docs/theory.md, 'Attacks': ``x ← clip(Π_ε(x + η g/‖g‖₂))`` (L∞:
+``η sign(g)``), with ``η = 2.5 ε / T`` by default.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The base class of mean-field Gaussian layers (SPEC §1)."""
+"""The base class of mean-field Gaussian layers (paper, SM-6.1.1)."""
 
 from __future__ import annotations
 

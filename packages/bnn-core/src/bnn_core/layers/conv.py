@@ -34,7 +34,7 @@ def is_channels_last(tensor: Tensor) -> bool:
 class BayesConv2d(BayesianModule):
     """A 2-D convolution with a mean-field Gaussian posterior on its kernel and bias.
 
-    The Bayesian counterpart of :class:`torch.nn.Conv2d` (SPEC §1), with the same
+    The Bayesian counterpart of :class:`torch.nn.Conv2d` (paper, SM-6.1.1), with the same
     hyper-parameters: parameters ``weight_mu``/``weight_rho`` of shape
     ``(out_channels, in_channels // groups, kH, kW)`` and ``bias_mu``/``bias_rho`` of shape
     ``(out_channels,)``, ``σ = softplus(ρ)``. Means are initialised like ``nn.Conv2d``;

@@ -17,7 +17,7 @@ __all__ = ["BayesLinear"]
 class BayesLinear(BayesianModule):
     """A dense layer ``y = x Wᵀ + b`` with a mean-field Gaussian posterior on ``W`` and ``b``.
 
-    The Bayesian counterpart of :class:`torch.nn.Linear` (SPEC §1): parameters
+    The Bayesian counterpart of :class:`torch.nn.Linear` (paper, SM-6.1.1): parameters
     ``weight_mu``/``weight_rho`` of shape ``(out_features, in_features)`` and
     ``bias_mu``/``bias_rho`` of shape ``(out_features,)``, ``σ = softplus(ρ)``.
     Means are initialised like ``nn.Linear``; every ``σ`` starts at ``init_sigma``.

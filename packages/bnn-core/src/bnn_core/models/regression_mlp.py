@@ -1,4 +1,4 @@
-"""The paper's regression network with a Gaussian likelihood (SPEC §1)."""
+"""The paper's regression network with a Gaussian likelihood (paper, SM-6.1.1)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ def regression_mlp(
 
     The forward pass gives the mean ``(B, 1)``; ``model.likelihood`` is a
     :class:`~bnn_core.GaussianLikelihood` whose noise ``s = softplus(ρ_s)`` is learned
-    (a point estimate, also in the Bayesian model; SPEC §1).
+    (a point estimate, also in the Bayesian model: the library's choice where the paper is silent;
+    docs/theory.md, 'Bayesian neural networks').
 
     Args:
         in_features: Input dimension ``d``.
