@@ -1,6 +1,6 @@
 """White-box adversarial attacks on any predictive, Bayesian neural networks included.
 
-One-step (PGD1), PGD in L2 and L∞, PGD+ and ENT (SPEC §2), on objectives ``nll``, ``mse``,
+One-step (PGD1), PGD in L2 and L∞, PGD+ and ENT (docs/theory.md), on objectives ``nll``, ``mse``,
 ``cw``, ``entropy`` and ``dlr``, for three kinds of target behind one API: a classifier
 returning logits, a Bayesian network's posterior predictive (PPD log-probabilities, draws
 fixed or redrawn every step with ``eot=True``), and a Gaussian regressor returning

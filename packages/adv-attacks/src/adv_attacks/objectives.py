@@ -1,4 +1,4 @@
-"""Attack objectives ``J(x', y)``, the per-example quantities an attacker ascends (SPEC §2).
+"""Attack objectives ``J(x', y)``, the per-example quantities an attacker ascends (docs/theory.md).
 
 Classification objectives read the log-probabilities of the predictive; for a Bayesian
 network these are the log of the *mean* probabilities over posterior draws (the PPD), so the
@@ -48,7 +48,7 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 
 class Objective(StrEnum):
-    """What the attacker ascends (SPEC §2)."""
+    """What the attacker ascends (docs/theory.md, "Attacks")."""
 
     NLL = "nll"
     """Cross-entropy of the predictive ``-log p(y | x')``; Gaussian NLL for regression."""
@@ -69,7 +69,7 @@ class ObjectiveSpec:
 
     Attributes:
         objective: The objective (an :class:`Objective` or its string value).
-        kappa: CW confidence κ ≥ 0: the margin is capped at ``κ`` (SPEC §2 clips the CW loss
+        kappa: CW confidence κ ≥ 0: the margin is capped at ``κ`` (docs/theory.md clips the CW loss
             ``log p_y - max_{k≠y} log p_k`` at ``-κ``).
         entropy_sign: ``+1`` raises the predictive entropy, ``-1`` lowers it
             (over-confidence, e.g. on out-of-distribution inputs).
@@ -187,7 +187,7 @@ def _classification(
     lp_y = lp.gather(1, y.unsqueeze(1)).squeeze(1)
     if objective is Objective.NLL:
         return lp_y if targeted else -lp_y
-    # CW: mask the true (or target) class with -inf before the max (SPEC §2), never
+    # CW: mask the true (or target) class with -inf before the max (docs/theory.md), never
     # max((1 - onehot) * z), which picks the masked zero whenever the other scores are < 0.
     other = _others_max(lp, y)
     margin = lp_y - other if targeted else other - lp_y
@@ -336,7 +336,7 @@ def objective_values(
     entropy_sign: int = 1,
     targeted: bool = False,
 ) -> Tensor:
-    """Per-example attack objective ``J(x', y)`` (SPEC §2), the quantity attacks ascend.
+    """Per-example attack objective ``J(x', y)`` (docs/theory.md), the quantity attacks ascend.
 
     Args:
         output: The predictive read at ``x'`` (see :func:`adv_attacks.predictive.read_output`).

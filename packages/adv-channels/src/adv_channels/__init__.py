@@ -1,4 +1,4 @@
-"""Stochastic adversarial channels ``p(x' | x, β)``: distributions over attacks (SPEC §3).
+"""Stochastic adversarial channels ``p(x' | x, β)``: distributions over attacks (docs/theory.md).
 
 Channels for any ``torch.nn.Module`` (or any *predictive*, docs/architecture.md): identity
 and Gaussian noise, one-step and PGD attacks followed by Gaussian noise, mixtures (stratified

@@ -1,11 +1,11 @@
 """Learned channels: a network that outputs a label-conditioned Gaussian perturbation.
 
-SPEC §3 (paper SM-5.4): ``x' = x + m(x, y) + exp(ℓ(x, y)) ⊙ ξ``, trained GAN-style: for each
+Paper SM-5.4 (docs/theory.md): ``x' = x + m(x, y) + exp(ℓ(x, y)) ⊙ ξ``, trained GAN-style: for each
 batch one optimiser step of the network to *maximise* the model's loss (cross-entropy; RMSE
 for regression), then one step of the model on samples from it. Here:
 
 * ``m = ε tanh(‖m̃‖₂/ε) m̃/‖m̃‖₂`` (:func:`~adv_channels.squash_to_ball`), so ``‖m‖₂ < ε``:
-  learned and attack-based channels share a budget (SPEC choice);
+  learned and attack-based channels share a budget (the library's choice, docs/theory.md);
 * ``σ = exp ℓ = σ_max · sigmoid(s)``, i.e. ``ℓ = log σ_max + log sigmoid(s)`` (our choice: the
   noise is not part of the budget, so without a bound the adversary would win by drowning
   the input in noise);

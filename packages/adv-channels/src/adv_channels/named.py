@@ -1,4 +1,4 @@
-"""The paper's channels as ready constructors (SPEC §3, §6; paper §5 and SM-5).
+"""The paper's channels as ready constructors (paper §5 and SM-5; docs/theory.md).
 
 * :func:`os_channel` -- **OS**: one-step ``nll`` attack plus noise ``σ``;
 * :func:`os50_channel` -- **OS50**: ½ identity(``σ₀``) + ½ OS;
@@ -353,7 +353,7 @@ def at_channel(
 ) -> OneStepChannel:
     """The deterministic one-step channel ``x' = clip(x + ε g/‖g‖)`` (a point mass).
 
-    The attack of the paper's AT baseline (SPEC §4: the MAP limit with a deterministic
+    The attack of the paper's AT baseline (paper, Section 4: the MAP limit with a deterministic
     channel); no noise, no density.
 
     Examples:
@@ -395,7 +395,7 @@ def pgd_at_channel(
     """The deterministic multi-step PGD channel of AT-PGD (paper SM, multi-step AT).
 
     ``x' = PGD_T(x)``, no noise (random start on by default, as in Madry et al.); a
-    simulator. ``steps`` defaults to 10 for training (SPEC §2's 50 is the evaluation
+    simulator. ``steps`` defaults to 10 for training (the evaluation's 50 steps are the evaluation
     attack), with ``η = 2.5 ε / T``.
 
     Examples:

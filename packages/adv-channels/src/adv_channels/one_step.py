@@ -1,4 +1,4 @@
-"""The one-step channel ``x' ~ N(x + ε g/‖g‖, σ² I)`` (SPEC §3, paper SM-5.2).
+"""The one-step channel ``x' ~ N(x + ε g/‖g‖, σ² I)`` (paper SM-5.2).
 
 With ``random_start=True`` (Wong et al. 2020, "Fast is better than free"; docs/theory.md):
 ``x₀ ~ U(B_ε(x))`` (clamped to the valid range), ``x₁ = clip(Π_ε(x₀ + α g(x₀)/‖g(x₀)‖))``

@@ -1,4 +1,4 @@
-"""Mean-field Bayesian neural networks (SPEC §1).
+"""Mean-field Bayesian neural networks (docs/theory.md).
 
 Layers with mean-field Gaussian posteriors (:class:`BayesLinear`, :class:`BayesConv2d`),
 their closed-form KL to a Gaussian prior, per-model sampling modes, many posterior draws

@@ -1,4 +1,4 @@
-"""Evaluation metrics of predictive distributions (SPEC §1).
+"""Evaluation metrics of predictive distributions (docs/theory.md).
 
 Classification metrics take ``(B, C)`` *outputs*: logits or log-probabilities (e.g. the
 PPD from :class:`bnn_core.PosteriorPredictive`); ``log_softmax`` is applied first, which is
@@ -83,7 +83,7 @@ def accuracy(outputs: Tensor, target: Tensor, reduction: Reduction | str = "mean
 def nll(outputs: Tensor, target: Tensor, reduction: Reduction | str = "mean") -> Tensor:
     """Negative log-likelihood ``−log p(y | x, D)`` of the labels under the predictive.
 
-    For a BNN pass the PPD log-probabilities (SPEC §1: the NLL of the PPD, not the mean
+    For a BNN pass the PPD log-probabilities (docs/theory.md: the NLL of the PPD, not the mean
     of per-draw NLLs).
 
     Args:

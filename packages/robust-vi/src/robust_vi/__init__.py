@@ -1,4 +1,4 @@
-"""Robust variational inference: the proactive defence and its limits (SPEC §4).
+"""Robust variational inference: the proactive defence and its limits (paper, Section 3.1).
 
 Train the posterior of a :mod:`bnn_core` model against any :mod:`adv_channels` channel.
 Objectives are losses to minimise, normalised per data point, with pathwise gradients:

@@ -1,4 +1,4 @@
-"""One-line recipes for the paper's models (SPEC §6): objective + channel, ready to train.
+"""One-line recipes for the paper's models (paper, Section 5): objective + channel, ready to train.
 
 | recipe | objective | channel (:mod:`adv_channels`) |
 |---|---|---|
@@ -73,7 +73,7 @@ DEFAULT_WEIGHTS = {"TRADES": 1.0, "ALP": 0.5}
 
 
 class RecipeName(StrEnum):
-    """The paper's models (SPEC §6) and the defences robust VI recovers (SPEC §4)."""
+    """The paper's models (Section 5) and the defences robust VI recovers (Section 4)."""
 
     BL = "BL"
     """Baseline: the plain ELBO on clean data."""
@@ -104,7 +104,7 @@ class RecipeName(StrEnum):
 
 
 class Bound(StrEnum):
-    """Which bound of the robust ELBO a Bayesian recipe optimises (SPEC §4)."""
+    """Which bound of the robust ELBO a Bayesian recipe optimises (docs/theory.md)."""
 
     SURROGATE = "surrogate"
     """The surrogate ELBO (the paper's main objective)."""
