@@ -132,11 +132,8 @@ def test_cifar10_downloads_the_archive_with_pooch_and_extracts_the_batches(tmp_p
             b"data": rng.integers(0, 256, (2, 3072), dtype=np.uint8),
         }
         members[f"cifar-10-batches-py/{name}"] = pickle.dumps(batch, protocol=2)
-    archive = (
-        _tgz(tmp_path / "mirror" / "cifar-10-python.tar.gz", members)
-        if (tmp_path / "mirror").mkdir() is None
-        else None
-    )
+    (tmp_path / "mirror").mkdir()
+    archive = _tgz(tmp_path / "mirror" / "cifar-10-python.tar.gz", members)
     monkeypatch.setattr(cifar_module, "_URL", archive.as_uri())
     monkeypatch.setattr(cifar_module, "_ARCHIVE_MD5", hashlib.md5(archive.read_bytes()).hexdigest())
     root = tmp_path / "data"
