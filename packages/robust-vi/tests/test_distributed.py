@@ -204,3 +204,8 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(runs):
             assert torch.equal(v, res["model"][k]), k
         assert torch.equal(ref["generator"], res["generator"])  # each rank's own stream
         assert [h["loss"] for h in ref["history"]] == [h["loss"] for h in res["history"]]
+
+
+def test_shard_batch_sampler_drops_a_last_batch_smaller_than_the_ranks():
+    batches = list(ShardBatchSampler(9, 4, DistInfo(2, 1), shuffle=False, generator=None))
+    assert batches == [[2, 3], [6, 7]]  # the 9th example alone cannot be split in two

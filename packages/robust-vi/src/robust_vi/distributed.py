@@ -289,7 +289,8 @@ class ShardBatchSampler(Sampler[list[int]]):
 
     The global minibatches are those a single process would draw: ``batch_size`` consecutive
     indices of ``randperm(n, generator)`` (or of ``0 … n-1`` without shuffling); each is
-    split by :func:`shard`.
+    split by :func:`shard`. A last global batch of fewer examples than ranks is dropped (as
+    the trainer drops it with tensor data).
     """
 
     def __init__(
@@ -315,6 +316,8 @@ class ShardBatchSampler(Sampler[list[int]]):
         )
         for i in range(0, self.n, self.batch_size):
             glob = order[i : i + self.batch_size]
+            if len(glob) < self.info.world_size:  # too small to give every rank a share
+                return
             yield glob[shard(len(glob), self.info.world_size, self.info.rank)].tolist()
 
 
