@@ -380,7 +380,13 @@ def time_epochs(profile: Profile, steps: int, device: torch.device, models: list
     """Seconds per training epoch of 50,000 images, extrapolated from ``steps`` steps."""
     b = profile.batch_size
     data = synthetic(b * (steps + 1), 0, profile.seed)
-    out: dict[str, Any] = {"steps_timed": steps, "batch_size": b, "device": str(device)}
+    out: dict[str, Any] = {
+        "steps_timed": steps,
+        "batch_size": b,
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
     for arch in profile.archs:
         for name in models:
             trainer = Trainer(
@@ -397,16 +403,22 @@ def time_epochs(profile: Profile, steps: int, device: torch.device, models: list
             x, y = data["x_train"], data["y_train"]
             trainer.fit((x[:b], y[:b]))  # warm-up step
             trainer.epochs = 2
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             trainer.fit((x[b:], y[b:]))
             per_step = (time.perf_counter() - t0) / steps
+            cpu_step = (time.process_time() - c0) / steps
+            epoch = EPOCH_IMAGES / b
             out[f"{arch}/{name}"] = {
                 "s_per_step": round(per_step, 4),
-                "epoch_s_extrapolated": round(per_step * EPOCH_IMAGES / b, 1),
+                "cpu_s_per_step": round(cpu_step, 4),
+                "epoch_s_extrapolated": round(per_step * epoch, 1),
+                "epoch_cpu_s_extrapolated": round(cpu_step * epoch, 1),
             }
             print(
-                f"  {arch} {name}: {per_step:.3f} s/step, one epoch ≈ "
-                f"{per_step * EPOCH_IMAGES / b / 60:.1f} min (extrapolated)"
+                f"  {arch} {name}: {per_step:.3f} s/step ({cpu_step:.3f} CPU s), one epoch ≈ "
+                f"{per_step * epoch / 60:.1f} min wall, {cpu_step * epoch / 60:.1f} CPU min "
+                "(extrapolated)",
+                flush=True,
             )
     return out
 
