@@ -5,8 +5,8 @@ Bayesian MLP on a fixed synthetic dataset of 27 points with a global batch of 8 
 batch, 3 points, is split unevenly across two ranks), and writes
 ``OUT/<name>-rank<r>.pt`` holding the model's and channel's state and the history. With
 ``kill_at = k`` rank 1 exits abruptly at its ``k``-th forward pass of the second epoch
-(after the first epoch's checkpoint), as a killed process would, on the first try only
-(``torchrun --max-restarts=1`` then restarts every rank, which resume from the checkpoint).
+(after the first epoch's checkpoint), as a killed process would (on the first try only
+under ``torchrun --max-restarts``).
 """
 
 from __future__ import annotations
