@@ -14,7 +14,9 @@ Runs on one process or on many with PyTorch's own launcher::
     uv run torchrun --nnodes=2 --nproc_per_node=8 --rdzv-endpoint=HOST:29500 bench/cifar10.py
 
 (data-parallel training, see :mod:`robust_vi.distributed`: ``nccl`` on GPUs, ``gloo`` on
-CPUs; ``batch_size`` is the global minibatch; rank 0 writes the files and evaluates).
+CPUs; ``batch_size`` is the global minibatch; rank 0 writes the files and evaluates). Under
+``torchrun`` name the run with ``--run-name NAME``: torchrun reads ``--run`` as an
+abbreviation of its own ``--run-path``.
 On GPUs the forward passes run in bfloat16 (``torch.autocast``; ``--no-amp`` turns it off).
 
 Profiles: ``quick`` (the shallow CNN, 10,000 training images, 10 epochs, 3 × 200 test
@@ -494,6 +496,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-amp", action="store_true", help="no bfloat16 autocast on GPUs")
     parser.add_argument("--eval-chunk", type=int, default=100, help="test images per attack")
+    parser.add_argument(
+        "--run-name",
+        dest="run",
+        default=None,
+        help="the same as --run, which torchrun would take for its own --run-path",
+    )
     add_run_arguments(
         parser,
         out=REPO / "results" / "cifar10",

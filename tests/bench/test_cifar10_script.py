@@ -197,9 +197,9 @@ def test_every_model_and_attack(tmp_path):
 @pytest.mark.slow
 def test_runs_under_torchrun_with_two_processes(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(BENCH / "cifar10.py"), "--out", str(tmp_path), "--run", "ddp", "--synthetic", "64",
-           "--arch", "cnn", "--models", "BL", *TINY]  # fmt: skip
+    head = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    args = ["--out", str(tmp_path), "--run-name", "ddp", "--synthetic", "64", "--arch", "cnn"]
+    cmd = [*head, str(BENCH / "cifar10.py"), *args, "--models", "BL", *TINY]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     payload = json.loads((tmp_path / "ddp" / "results.json").read_text())
