@@ -1,6 +1,7 @@
 """Worker of the data-parallel tests: run as ``torchrun ... ddp_worker.py OUT JOB...`` or plainly.
 
-Each JOB is ``name:recipe:epochs:seed_ranks:checkpoint[:kill_at]``; the worker trains a tiny
+Each JOB is ``name:recipe:epochs:seed_ranks:checkpoint[:kill_at]`` (recipe ``BN``: BL on the
+MLP with a batch-norm layer and an unused Bayesian layer); the worker trains a tiny
 Bayesian MLP on a fixed synthetic dataset of 27 points with a global batch of 8 (the last global
 batch, 3 points, is split unevenly across two ranks), and writes
 ``OUT/<name>-rank<r>.pt`` holding the model's and channel's state and the history. With
@@ -29,9 +30,22 @@ def data() -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def model(kill_at: int | None) -> nn.Module:
+class WithUnused(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.unused = nn.Linear(2, 2)  # deterministic: not in the KL either
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def model(kill_at: int | None, batch_norm: bool = False) -> nn.Module:
     torch.manual_seed(int(os.environ.get("RANK", "0")) + 7)  # ranks differ: broadcast fixes
-    net = to_bayesian(nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)))
+    norm = [nn.BatchNorm1d(8)] if batch_norm else []
+    net = to_bayesian(nn.Sequential(nn.Linear(6, 8), *norm, nn.ReLU(), nn.Linear(8, 3)))
+    if batch_norm:  # with a layer the forward never uses: no gradient on any rank
+        net = WithUnused(net)
     first_try = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
     if kill_at is not None and int(os.environ.get("RANK", "0")) == 1 and first_try:
         calls = {"n": 0}
@@ -59,9 +73,13 @@ def main(argv: list[str]) -> None:
         name, rec, epochs, seed_ranks, ckpt, *kill = job.split(":")
         kill_at = int(kill[0]) if kill else None
         ckpt_dir = out / f"ckpt-{name}" if ckpt == "1" else None
+        batch_norm = rec == "BN"  # BL on a network with batch-norm and an unused layer
+        rec = "BL" if batch_norm else rec
         kwargs = {} if rec == "BL" else {"eps": 0.5, "input_shape": (6,)}
+        net = model(kill_at, batch_norm)
+        init = {k: v.clone() for k, v in net.state_dict().items()}
         trainer = Trainer(
-            model(kill_at),
+            net,
             recipe(rec, **kwargs),
             epochs=int(epochs),
             batch_size=8,
@@ -74,13 +92,17 @@ def main(argv: list[str]) -> None:
         )
         state = None if ckpt_dir is None else load_checkpoint(ckpt_dir)
         trainer_epoch[0] = 0 if state is None else int(state["epoch"])
-        history = trainer.fit(data())
+        x, y = data()
+        if batch_norm:  # whole global batches: a shard of one example cannot batch-normalise
+            x, y = x[:24], y[:24]
+        history = trainer.fit((x, y))
         torch.save(
             {
                 "model": trainer.model.state_dict(),
                 "channel": trainer.channel.state_dict(),
                 "history": history,
                 "generator": trainer.generator.get_state(),
+                "init": init,
             },
             out / f"{name}-rank{rank}.pt",
         )

@@ -162,7 +162,9 @@ def runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
     killed = _launch(out, "res:MIX:2:1:1:3")
     assert killed.returncode != 0  # torchrun reports the dead rank
-    two = _launch(out, "res:MIX:2:1:1", "eq:BL:1:0:0", "nn:NN:1:1:0", "ref:MIX:2:1:0")
+    two = _launch(
+        out, "res:MIX:2:1:1", "eq:BL:1:0:0", "nn:NN:1:1:0", "ref:MIX:2:1:0", "bn:BN:1:1:0"
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     spec = importlib.util.spec_from_file_location("ddp_worker", WORKER)
     worker = importlib.util.module_from_spec(spec)
@@ -195,6 +197,19 @@ def test_learned_channel_generator_is_synchronised_and_streams_are_per_rank(runs
     for k, v in a["model"].items():
         assert torch.equal(v, b["model"][k]), k
     assert not torch.equal(a["generator"], b["generator"])  # rank-seeded noise
+
+
+def test_batch_norm_statistics_follow_rank0_and_unused_parameters_stay_untouched(runs):
+    a, b = _load(runs, "bn", 0), _load(runs, "bn", 1)
+    stats = [k for k in a["model"] if "running_" in k]
+    assert stats
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k  # parameters and running statistics
+    for k in stats:
+        assert not torch.equal(a["model"][k], a["init"][k])  # the statistics were updated
+    for k in [k for k in a["model"] if k.startswith("unused.")]:
+        # no rank had a gradient: Adam skipped it (as in one process), rank 0's init kept
+        assert torch.equal(a["model"][k], a["init"][k]), k
 
 
 def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(runs):
