@@ -11,8 +11,9 @@ same deterministic CNN measured round-robin in the same run:
   round-robin of its own, see ``run``), and ``"auto"``: the figure of the path it picks
   (the same code, not timed twice) — goal <= 10x;
 * inference: the M = 10 PPD without gradients vs one deterministic forward;
-* ``bnn_core.cnn.channels_last.*``: the same steps with both CNNs built channels-last
-  (``memory_format="channels_last"``, opt-in), and that layout's speed-up;
+* ``bnn_core.cnn.channels_last.*``: the same steps with both CNNs built channels-last and
+  contiguous, and channels-last's speed-up: what ``memory_format="auto"`` (the builders'
+  default, used by every other figure) picks per device;
 * the same CNN built with bayesian-torch (``dnn_to_bnn``, its Reparameterization layers: the
   reference the issue quotes, 1.24-1.33x for one draw and 11.6x for ten looped), one draw
   and ten draws looped, against our loop in a round-robin of their own. bayesian-torch is
@@ -152,17 +153,26 @@ def _bayesian_torch_figures(
 def _layout_figures(
     bc, det: nn.Module, bnn: nn.Module, fns: dict, x: torch.Tensor, y: torch.Tensor, timing: dict
 ) -> list[Figure]:
-    """The same steps with both CNNs built channels-last (``memory_format``, opt-in)."""
-    cl_det = bc.mnist_cnn(bayesian=False, memory_format="channels_last").to(x.device)
-    cl_det.load_state_dict(det.state_dict())
-    cl = bc.mnist_cnn(init_sigma=1e-2, memory_format="channels_last").to(x.device)
-    cl.load_state_dict(bnn.state_dict())
+    """The same steps with both CNNs built contiguous and channels-last (explicitly).
+
+    The networks of the other figures are built by default (``memory_format="auto"``: the
+    layout these figures measure faster on the device, see
+    ``bnn_core.models.fastest_memory_format``); here both layouts are timed side by side.
+    """
+    twins = {}
+    for tag, fmt in (("", "contiguous"), ("cl_", "channels_last")):
+        d = bc.mnist_cnn(bayesian=False, memory_format=fmt).to(x.device)
+        d.load_state_dict(det.state_dict())
+        b = bc.mnist_cnn(init_sigma=1e-2, memory_format=fmt).to(x.device)
+        b.load_state_dict(bnn.state_dict())
+        twins[tag] = (d, b)
+    (ct_det, ct), (cl_det, cl) = twins[""], twins["cl_"]
 
     times = interleaved_times(
         {
-            "det": fns["det"],
-            "one": fns["one"],
-            "loop": fns["loop"],
+            "det": _step(ct_det, lambda: F.cross_entropy(ct_det(x), y)),
+            "one": _step(ct, lambda: F.cross_entropy(ct(x), y)),
+            "loop": _step(ct, _ppd_loss(bc, ct, x, y, "loop")),
             "cl_det": _step(cl_det, lambda: F.cross_entropy(cl_det(x), y)),
             "cl_one": _step(cl, lambda: F.cross_entropy(cl(x), y)),
             "cl_loop": _step(cl, _ppd_loss(bc, cl, x, y, "loop")),
@@ -189,8 +199,8 @@ def _layout_figures(
             "bnn_core.cnn.channels_last.ten_draws_vs_contiguous_det",
             times["cl_loop"] / times["det"],
             "x",
-            note=f"{NUM_DRAWS} draws looped, channels-last / deterministic CNN as built by "
-            "default (contiguous)",
+            note=f"{NUM_DRAWS} draws looped, channels-last / deterministic CNN built "
+            "contiguous (PyTorch's layout)",
         ),
         *layout_speedups(
             "bnn_core.cnn.channels_last", times, "ten_draws_speedup", f"{NUM_DRAWS} draws looped"

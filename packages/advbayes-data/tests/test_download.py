@@ -101,3 +101,48 @@ def test_socket_timeout_is_restored_even_on_error():
 def test_torchvision_download_rejects_unknown_datasets(tmp_path):
     with pytest.raises(ValueError, match="class_name"):
         torchvision_download("ImageNet", tmp_path)
+
+
+def test_download_is_cached_when_the_digest_matches(tmp_path, served):
+    """pooch keeps a verified file: a second call does not fetch (the source is gone)."""
+    sha = hashlib.sha256(served.read_bytes()).hexdigest()
+    dest = download_url(served.as_uri(), tmp_path / "c" / "data.csv", sha256=sha)
+    url = served.as_uri()
+    served.unlink()
+    assert download_url(url, dest, sha256=sha) == dest
+    # a damaged cached copy is fetched again (and here fails: the source is gone)
+    dest.write_bytes(b"damaged")
+    with pytest.raises(OSError, match="could not download"):
+        download_url(url, dest, sha256=sha)
+
+
+def test_cifar10_downloads_the_archive_with_pooch_and_extracts_the_batches(tmp_path, monkeypatch):
+    import pickle
+
+    import numpy as np
+
+    from advbayes_data import cifar as cifar_module
+    from advbayes_data import load_cifar10
+
+    rng = np.random.default_rng(0)
+    members = {}
+    for name in cifar_module._BATCH_MD5:
+        batch = {
+            b"labels": rng.integers(0, 10, 2).tolist(),
+            b"data": rng.integers(0, 256, (2, 3072), dtype=np.uint8),
+        }
+        members[f"cifar-10-batches-py/{name}"] = pickle.dumps(batch, protocol=2)
+    (tmp_path / "mirror").mkdir()
+    archive = _tgz(tmp_path / "mirror" / "cifar-10-python.tar.gz", members)
+    monkeypatch.setattr(cifar_module, "_URL", archive.as_uri())
+    monkeypatch.setattr(cifar_module, "_ARCHIVE_MD5", hashlib.md5(archive.read_bytes()).hexdigest())
+    root = tmp_path / "data"
+    data = load_cifar10(root, download=True, verify=False)
+    assert data.x_train.shape == (10, 3, 32, 32) and data.x_test.shape == (2, 3, 32, 32)
+    assert (root / "cifar-10-python.tar.gz").is_file()  # the cached archive
+    # a wrong published digest is refused and leaves no batches behind
+    monkeypatch.setattr(cifar_module, "_ARCHIVE_MD5", "0" * 32)
+    other = tmp_path / "other"
+    with pytest.raises(Exception, match="mismatch"):
+        load_cifar10(other, download=True, verify=False)
+    assert not (other / "cifar-10-batches-py").exists()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import pickle
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 
 from advbayes_data.classification_data import ClassificationData
-from advbayes_data.download import torchvision_download
+from advbayes_data.download import download_url, extract_archive_members
 from advbayes_data.sources import DatasetSource, FileSpec, fetch
 
 __all__ = ["CIFAR10_CLASSES", "CIFAR10_SOURCE", "load_cifar10", "read_cifar_batch"]
@@ -37,6 +36,8 @@ CIFAR10_CLASSES = (
 """CIFAR-10's class names, indexed by label (as in ``batches.meta``)."""
 
 _URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+_ARCHIVE = "cifar-10-python.tar.gz"
+_ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"  # torchvision's tgz_md5
 _BATCH_MD5 = {
     "data_batch_1": "c99cafc152244af753f735de768cd75f",
     "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
@@ -59,7 +60,8 @@ CIFAR10_SOURCE = DatasetSource(
         for name, md5 in _BATCH_MD5.items()
     ),
     how_to_download=(
-        "that runs torchvision.datasets.CIFAR10(data_dir or the user cache, download=True)."
+        "that fetches cifar-10-python.tar.gz with pooch (md5-checked, cached) into data_dir "
+        "or the user cache and copies out its batches."
     ),
 )
 """CIFAR-10's six batch files (from ``cifar-10-python.tar.gz``), their layout and md5s."""
@@ -133,6 +135,13 @@ def read_cifar_batch(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarr
     return data.reshape(-1, 3, 32, 32).copy(), labels.astype(np.int64)
 
 
+def _download(root: Path) -> None:
+    """Fetch the archive with pooch (md5-checked, cached) and copy out the six batches."""
+    archive = download_url(_URL, Path(root) / _ARCHIVE, md5=_ARCHIVE_MD5)
+    members = [f"cifar-10-batches-py/{name}" for name in _BATCH_MD5]
+    extract_archive_members(archive, members, root)
+
+
 def load_cifar10(
     data_dir: str | os.PathLike[str] | None = None,
     *,
@@ -145,8 +154,9 @@ def load_cifar10(
         data_dir: A directory searched first (the scripts' ``--data-dir``), then
             ``$ADVBAYES_DATA``, then the user cache; each must hold ``cifar-10-batches-py/``
             (torchvision's layout: the extracted ``cifar-10-python.tar.gz``).
-        download: When nothing local is found, download through torchvision (163 MB) into
-            ``data_dir`` (or the user cache). Off by default.
+        download: When nothing local is found, download the archive (163 MB) with pooch
+            (md5-checked, cached, with progress) into ``data_dir`` (or the user cache) and
+            copy out its batches. Off by default.
         verify: Check each batch's md5 before reading it (recommended: the batches are
             pickles).
 
@@ -167,7 +177,7 @@ def load_cifar10(
         data_dir,
         download=download,
         verify=verify,
-        downloader=partial(torchvision_download, "CIFAR10"),
+        downloader=_download,
     )
     batches = [read_cifar_batch(p) for p in paths]
     train, test = batches[:-1], batches[-1]

@@ -1,27 +1,35 @@
-"""Downloading with a short timeout, mirrors, checksum verification and atomic writes.
+"""Downloading through ``pooch``: mirrors, checksum verification, caching and atomic writes.
 
-Nothing here runs unless a loader is called with ``download=True``; the tests never reach the
-network.
+Files are fetched with :func:`pooch.retrieve` (the downloader scipy and scikit-image use):
+hash-checked, cached (a file already in place with the right digest is not fetched again),
+written to a temporary file and moved into place only once complete and verified (an
+interrupted download restarts that file and never leaves a truncated one), with a progress
+bar. Nothing here runs unless a loader is called with ``download=True``; the tests never reach
+the network (``file://`` URLs are copied by a local downloader).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
 import tarfile
-import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from advbayes_data.checksum import verify_checksum
+import pooch
+
 from advbayes_data.errors import ChecksumError
 
 __all__ = [
     "DOWNLOAD_TIMEOUT_S",
     "download_url",
+    "extract_archive_members",
     "extract_member",
     "socket_timeout",
     "torchvision_download",
@@ -57,10 +65,24 @@ def socket_timeout(seconds: float) -> Iterator[None]:
         socket.setdefaulttimeout(previous)
 
 
-def _fetch(url: str, dest: Path, timeout: float) -> None:
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
-    with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, "wb") as fh:
-        shutil.copyfileobj(response, fh, _CHUNK)
+def _copy_file_url(url: str, output_file: Any, pooch_obj: Any = None) -> None:
+    """A pooch downloader for ``file://`` URLs (local mirrors, and the tests)."""
+    source = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
+    with open(source, "rb") as src:
+        if isinstance(output_file, str | os.PathLike):
+            with open(output_file, "wb") as fh:
+                shutil.copyfileobj(src, fh, _CHUNK)
+        else:
+            shutil.copyfileobj(src, output_file, _CHUNK)
+
+
+def _downloader(url: str, timeout: float, progress: bool) -> Callable[..., None]:
+    if urllib.parse.urlparse(url).scheme == "file":
+        return _copy_file_url
+    bar = progress and importlib.util.find_spec("tqdm") is not None  # pooch's bar needs tqdm
+    return pooch.HTTPDownloader(
+        progressbar=bar, timeout=timeout, headers={"User-Agent": _USER_AGENT}
+    )
 
 
 def download_url(
@@ -70,11 +92,14 @@ def download_url(
     sha256: str | None = None,
     md5: str | None = None,
     timeout: float = DOWNLOAD_TIMEOUT_S,
+    progress: bool = True,
 ) -> Path:
-    """Download a file, trying mirrors in order, verifying it, and moving it into place.
+    """Download a file with ``pooch``, trying mirrors in order, verifying and caching it.
 
-    The bytes go to ``<dest>.part`` first and are renamed to ``dest`` only once complete and
-    verified, so an interrupted download never leaves a truncated file under the real name.
+    The bytes go to a temporary file beside ``dest`` and are moved to ``dest`` only once
+    complete and verified, so an interrupted download never leaves a truncated file under the
+    real name; a ``dest`` already present with the expected digest is not downloaded again
+    (without a digest, any present ``dest`` is kept).
 
     Args:
         urls: One URL or several mirrors of the same file, tried in order.
@@ -82,6 +107,7 @@ def download_url(
         sha256: The expected sha256 hex digest, when published.
         md5: The expected md5 hex digest, when published (checked when ``sha256`` is None).
         timeout: Seconds a connection or a read may stall (default ``DOWNLOAD_TIMEOUT_S``).
+        progress: Show pooch's progress bar (when ``tqdm`` is installed).
 
     Returns:
         ``dest`` as a Path.
@@ -106,26 +132,29 @@ def download_url(
         raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
+    algorithm, digest = ("sha256", sha256) if sha256 is not None else ("md5", md5)
+    known = None if digest is None else f"{algorithm}:{digest.lower()}"
     errors: list[str] = []
     checksum_failed = False
     for url in url_list:
         try:
-            _fetch(url, part, timeout)
-            if sha256 is not None:
-                verify_checksum(part, sha256, "sha256")
-            elif md5 is not None:
-                verify_checksum(part, md5, "md5")
-        except ChecksumError as err:
+            pooch.retrieve(
+                url,
+                known_hash=known,
+                fname=dest.name,
+                path=dest.parent,
+                downloader=_downloader(url, timeout, progress),
+            )
+        except ValueError as err:
+            if known is None or "hash" not in str(err).lower():
+                errors.append(f"{url}: {type(err).__name__}: {err}")
+                continue
             checksum_failed = True
-            errors.append(f"{url}: {err}")
-        except (OSError, urllib.error.URLError, ValueError) as err:
+            errors.append(f"{url}: {algorithm} mismatch: expected {digest} ({err})")
+        except OSError as err:  # requests' errors are OSErrors too
             errors.append(f"{url}: {type(err).__name__}: {err}")
         else:
-            os.replace(part, dest)
             return dest
-        finally:
-            part.unlink(missing_ok=True)
     detail = "\n  ".join(errors)
     message = f"could not download {dest.name}; tried:\n  {detail}"
     if checksum_failed:
@@ -172,6 +201,18 @@ def extract_member(
     finally:
         part.unlink(missing_ok=True)
     return dest
+
+
+def extract_archive_members(
+    archive: str | os.PathLike[str], members: Sequence[str], root: str | os.PathLike[str]
+) -> list[Path]:
+    """Copy ``members`` of a tar archive to ``root/<member>`` (see :func:`extract_member`).
+
+    Returns:
+        The written paths, in the order of ``members``.
+    """
+    root = Path(root)
+    return [extract_member(archive, m, root / m) for m in members]
 
 
 def torchvision_download(class_name: str, root: str | os.PathLike[str]) -> None:

@@ -30,10 +30,10 @@ CASES: list[tuple[str, Callable[..., nn.Module], tuple[int, ...]]] = [
 
 
 def _twins(build: Callable[..., nn.Module]) -> tuple[nn.Module, nn.Module]:
-    """The same posterior laid out channels-last and contiguous (the default)."""
+    """The same posterior laid out channels-last and contiguous."""
     torch.manual_seed(0)
     last = build(init_sigma=0.05, memory_format="channels_last")
-    flat = build(init_sigma=0.05)
+    flat = build(init_sigma=0.05, memory_format="contiguous")
     flat.load_state_dict(last.state_dict())
     return last, flat
 
@@ -137,3 +137,43 @@ def test_bad_memory_format_is_named() -> None:
         mnist_cnn(memory_format="nhwc")
     with pytest.raises(ValueError, match="memory_format"):
         resnet18(width=4, memory_format=torch.preserve_format)
+
+
+# -- memory_format="auto": the faster layout of the device, recorded ---------------------
+
+
+def test_auto_resolves_per_device_type() -> None:
+    from bnn_core.models import FASTEST_MEMORY_FORMAT, fastest_memory_format
+
+    assert fastest_memory_format("cpu") == FASTEST_MEMORY_FORMAT["cpu"] == "channels_last"
+    assert fastest_memory_format("cuda:1") == FASTEST_MEMORY_FORMAT["cuda"]
+    assert fastest_memory_format("meta") == "contiguous"  # unmeasured devices: PyTorch's
+
+
+@pytest.mark.parametrize(("name", "build", "shape"), CASES)
+def test_auto_is_the_default_recorded_and_survives_save_load(name, build, shape, tmp_path):
+    from bnn_core.models import fastest_memory_format
+
+    torch.manual_seed(0)
+    model = build(init_sigma=0.05)  # the default is "auto"
+    want = fastest_memory_format()
+    assert model.bnn_core_config["kwargs"]["memory_format"] == want  # resolved, not "auto"
+    conv = next(m for m in model.modules() if getattr(m, "weight_mu", None) is not None)
+    assert is_channels_last(conv.weight_mu) == (want == "channels_last")
+    save_model(model, tmp_path / "m.pt")
+    loaded = load_model(tmp_path / "m.pt")
+    conv2 = next(m for m in loaded.modules() if getattr(m, "weight_mu", None) is not None)
+    assert is_channels_last(conv2.weight_mu) == is_channels_last(conv.weight_mu)
+    x = torch.rand(shape)
+    with sample_mode(model, "mean"), sample_mode(loaded, "mean"):
+        torch.testing.assert_close(loaded.eval()(x), model.eval()(x))
+
+
+def test_auto_follows_the_table(monkeypatch) -> None:
+    from bnn_core.models import _config
+
+    monkeypatch.setitem(_config.FASTEST_MEMORY_FORMAT, "cpu", "contiguous")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    model = mnist_cnn()
+    assert model.bnn_core_config["kwargs"]["memory_format"] == "contiguous"
+    assert not is_channels_last(model[0].weight_mu)

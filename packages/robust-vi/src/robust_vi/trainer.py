@@ -34,10 +34,12 @@ from bnn_core import (
     Task,
     bayesian_modules,
     gaussian_mixture_nll,
+    kl_divergence,
     nll,
     posterior_summary,
     sample_mode,
 )
+from robust_vi import distributed as _dist
 from robust_vi._checks import (
     check_channel,
     check_float,
@@ -113,6 +115,13 @@ class Trainer:
         progress: Show a ``tqdm`` progress bar with the running loss and accuracy.
         val_samples: Posterior draws ``M`` of the validation PPD. Default ``10``.
         callbacks: Called as ``callback(trainer, record)`` after each epoch.
+        distributed: ``"auto"`` (default): data-parallel across the processes of a
+            ``torchrun`` launch (or an initialised ``torch.distributed`` group), one process
+            otherwise; ``False``: never. Under ``torchrun``, ``batch_size`` is the *global*
+            minibatch (split across ranks) and a step equals one process's step on it; see
+            :mod:`robust_vi.distributed`.
+        seed_ranks: Draw each rank's posterior and channel noise from its own stream
+            (default ``True``); ``False`` gives every rank rank 0's stream (for testing).
 
     Attributes:
         history: One dict per finished epoch: ``epoch``, ``loss``, ``data_term``, ``kl``,
@@ -159,6 +168,8 @@ class Trainer:
         progress: bool = True,
         val_samples: int = 10,
         callbacks: Sequence[Callback] = (),
+        distributed: bool | str = "auto",
+        seed_ranks: bool = True,
     ) -> None:
         self.model = check_module(model)
         if isinstance(objective, Recipe):
@@ -194,7 +205,23 @@ class Trainer:
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.shuffle = bool(shuffle)
         self.seed = check_nonnegative_int(seed, "seed")
+        # -- data-parallel run (torchrun): one process changes nothing ------------------
+        if distributed not in ("auto", True, False):
+            raise ValueError(f"distributed must be 'auto', True or False; got {distributed!r}")
         self.device = self._resolve_device(device)
+        self.dist = _dist.current(self.device) if distributed else _dist.DistInfo()
+        if distributed is True and not self.dist.enabled:
+            raise ValueError("distributed=True needs a torchrun launch with WORLD_SIZE > 1")
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        if self.dist.enabled and batch_size % self.dist.world_size:
+            raise ValueError(
+                f"batch_size ({batch_size}) is the global minibatch: it must be divisible by "
+                f"the number of processes ({self.dist.world_size})"
+            )
+        self._dp = _dist.DataParallel(self.dist, self.device) if self.dist.enabled else None
+        self._stream_seed = _dist.rank_seed(self.seed, self.dist.rank if seed_ranks else 0)
+        # ---------------------------------------------------------------------------------
         self.model.to(self.device)
         self.channel.to(self.device)
         likelihood = self.objective.likelihood
@@ -202,7 +229,7 @@ class Trainer:
             likelihood.to(self.device)
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.resume = bool(resume)
-        self.progress = bool(progress)
+        self.progress = bool(progress) and self.dist.is_main
         self.val_samples = check_positive_int(val_samples, "val_samples")
         self.callbacks = list(callbacks)
         for cb in self.callbacks:
@@ -225,7 +252,7 @@ class Trainer:
             groups = [{"params": rest}, {"params": rho, "lr": self.lr * self.rho_lr_scale}]
         self.optimizer = torch.optim.Adam([g for g in groups if g["params"]], lr=self.lr)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, self.lr_decay)
-        self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(self._stream_seed)
         self.data_generator = torch.Generator().manual_seed(self.seed + 1)
         self.history: list[dict[str, Any]] = []
         self.epoch = 0
@@ -291,29 +318,48 @@ class Trainer:
         )
 
     def _batches(
-        self, data: TrainData, *, shuffle: bool
+        self, data: TrainData, *, shuffle: bool, train: bool = False
     ) -> tuple[Iterable[tuple[Tensor, Tensor]], int]:
-        """An iterable of ``(x, y)`` batches and its length."""
+        """An iterable of ``(x, y)`` batches and its length (training: this rank's shards)."""
         if isinstance(data, DataLoader):
+            if train and self._dp is not None:
+                _dist.check_loader(data)
             return data, len(data)
         if isinstance(data, tuple):
             x, y = data
             n = len(x)
             num = math.ceil(n / self.batch_size)
+            dp = self._dp if train else None
 
             def slices() -> Iterator[tuple[Tensor, Tensor]]:
                 if shuffle:
                     order = torch.randperm(n, generator=self.data_generator)
                     for i in range(0, n, self.batch_size):
-                        idx = order[i : i + self.batch_size].to(x.device)
+                        idx = order[i : i + self.batch_size]
+                        idx = idx if dp is None else idx[dp.local_rows(len(idx))]  # rank's share
+                        idx = idx.to(x.device)
                         yield x.index_select(0, idx), y.index_select(0, idx.to(y.device))
                 else:
                     for i in range(0, n, self.batch_size):
-                        yield x[i : i + self.batch_size], y[i : i + self.batch_size]
+                        rows = slice(i, min(n, i + self.batch_size))
+                        if dp is not None:
+                            part = dp.local_rows(rows.stop - rows.start)
+                            rows = slice(rows.start + part.start, rows.start + part.stop)
+                        yield x[rows], y[rows]
 
             return slices(), num
         # Only a shuffling loader reads the trainer's data generator (so validation does not
         # advance the training order's stream).
+        if train and self._dp is not None:
+            sampler = _dist.ShardBatchSampler(
+                len(data),  # type: ignore[arg-type]
+                self.batch_size,
+                self.dist,
+                shuffle=shuffle,
+                generator=self.data_generator if shuffle else None,
+            )
+            loader = DataLoader(data, batch_sampler=sampler)
+            return loader, len(loader)
         loader = DataLoader(
             data,
             batch_size=self.batch_size,
@@ -357,6 +403,12 @@ class Trainer:
             state = load_checkpoint(self.checkpoint_dir, map_location="cpu")
             if state is not None:
                 self.load_state_dict(state)
+        if self._dp is not None:  # every rank from rank 0's network; gradients averaged
+            likelihood = self.objective.likelihood
+            modules = [self.model, self.channel, *([] if likelihood is None else [likelihood])]
+            channel_opt = getattr(self.channel, "optimizer", None)
+            opts = [self.optimizer, *([channel_opt] if channel_opt is not None else [])]
+            self._dp.start(modules, opts)
         cuda = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):  # the caller's global state is restored
             self._enter_global_rng()
@@ -368,10 +420,24 @@ class Trainer:
                 self.epoch += 1
                 self._global_rng = self._read_global_rng()
                 if self.checkpoint_dir is not None:
-                    save_checkpoint(self.state_dict(), self.checkpoint_dir)
+                    self._save_checkpoint()
                 for cb in self.callbacks:
                     cb(self, record)
+        if self._dp is not None:
+            self._dp.stop()
         return self.history
+
+    def _save_checkpoint(self) -> None:
+        """Rank 0 writes (atomically) a state holding every rank's random streams."""
+        state = self.state_dict()
+        if self._dp is not None:
+            streams = _dist.gather_objects(
+                {"generator": state["generator"], "global_rng": state["global_rng"]}, self.dist
+            )
+            state["rank_streams"] = streams
+        if self.dist.is_main:
+            save_checkpoint(state, self.checkpoint_dir)  # type: ignore[arg-type]
+        _dist.barrier(self.dist)
 
     def _read_global_rng(self) -> dict[str, Tensor | None]:
         cuda = self.device.type == "cuda"
@@ -384,7 +450,7 @@ class Trainer:
         """Inside ``fork_rng``: seed torch's global generator(s) or restore the saved state."""
         cuda = self.device.type == "cuda"
         if self._global_rng is None:
-            seed = self.seed + 3
+            seed = self._stream_seed + 3
             torch.default_generator.manual_seed(seed)
             if cuda:
                 index = self.device.index
@@ -411,7 +477,7 @@ class Trainer:
         epoch = self.epoch
         kl_weight = self.kl_weight(epoch)
         lr = self.optimizer.param_groups[0]["lr"]
-        batches, num_batches = self._batches(data, shuffle=self.shuffle)
+        batches, num_batches = self._batches(data, shuffle=self.shuffle, train=True)
         sums: dict[str, Tensor] = {}
         count = 0
         examples = 0
@@ -427,6 +493,9 @@ class Trainer:
             stack.enter_context(bar)
             for i, batch in enumerate(batches):
                 x, y = self._to_device(batch)
+                total = x.shape[0] if self._dp is None else self._dp.global_size(x.shape[0])
+                if total < self.dist.world_size:  # a last global batch too small to split
+                    continue
                 adversary_loss = None
                 if self.channel.learnable:
                     with ExitStack() as mean_mode:
@@ -445,8 +514,15 @@ class Trainer:
                     generator=self.generator,
                 )
                 self.optimizer.zero_grad(set_to_none=True)
-                result.loss.backward()
-                self.optimizer.step()
+                loss = result.loss
+                if self._dp is not None:  # weight c_r = R B_r / B: the global-batch gradient
+                    loss = self._dp.scale_loss(
+                        loss, x.shape[0], total, lambda: self._kl_term(kl_weight, dataset_size)
+                    )
+                loss.backward()
+                self.optimizer.step()  # (distributed: gradients averaged by a pre-step hook)
+                if self._dp is not None:
+                    _dist.broadcast_buffers(self.model)
                 b = x.shape[0]
                 count += 1
                 examples += b
@@ -456,6 +532,9 @@ class Trainer:
                 if self.progress and (i % 10 == 0 or i + 1 == num_batches):
                     bar.set_postfix(self._postfix(sums, examples))
         self.scheduler.step()
+        if self._dp is not None:
+            sums, c = self._dp.reduce(sums, examples=examples, count=count)
+            examples, count = c["examples"], c["count"]
         record: dict[str, Any] = {"epoch": epoch + 1}
         record.update(self._summary(sums, examples, count))
         record.update(kl_weight=kl_weight, lr=lr, time_s=time.perf_counter() - t0)
@@ -464,6 +543,12 @@ class Trainer:
             record.update(expected_log_likelihood=ell, elbo=ell - record["kl"])
             record["posterior"] = posterior_summary(self.model)
         return record
+
+    def _kl_term(self, kl_weight: float, dataset_size: int) -> Tensor:
+        """``w KL/N`` with its gradient (the objective's KL term)."""
+        if self.objective.point_estimate or kl_weight <= 0:
+            return torch.zeros((), device=self.device)
+        return (kl_weight / dataset_size) * kl_divergence(self.model)
 
     def _batch_stats(
         self, result: ObjectiveResult, adversary_loss: Tensor | None, b: int
@@ -605,6 +690,13 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"])
         self.data_generator.set_state(state["data_generator"])
+        streams = _dist.rank_streams(state, self.dist)
+        if streams is not None:  # this rank's own posterior/channel streams
+            if streams["generator"] is None:  # another number of ranks: fresh streams
+                self.generator.manual_seed(self._stream_seed + int(state["epoch"]))
+            else:
+                self.generator.set_state(streams["generator"])
+            state = {**state, "global_rng": streams["global_rng"]}
         if state["loader_generator"] is not None and self._loader_generator is not None:
             self._loader_generator.set_state(state["loader_generator"])
         self.history = list(state["history"])

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from bnn_core.models._config import FASTEST_MEMORY_FORMAT, fastest_memory_format
 from bnn_core.models.cifar_cnn import cifar_cnn
 from bnn_core.models.mnist_cnn import mnist_cnn
 from bnn_core.models.regression_mlp import RegressionMLP, regression_mlp
@@ -13,10 +14,12 @@ from bnn_core.models.resnet18 import BasicBlock, ResNet, resnet18
 
 __all__ = [
     "ARCHITECTURES",
+    "FASTEST_MEMORY_FORMAT",
     "BasicBlock",
     "RegressionMLP",
     "ResNet",
     "cifar_cnn",
+    "fastest_memory_format",
     "mnist_cnn",
     "regression_mlp",
     "resnet18",

@@ -23,7 +23,7 @@ def mnist_cnn(
     prior: GaussianPrior | None = None,
     init_sigma: float = DEFAULT_INIT_SIGMA,
     sample_mode: SampleMode | str = SampleMode.SAMPLE,
-    memory_format: str | torch.memory_format = "contiguous",
+    memory_format: str | torch.memory_format = "auto",
 ) -> nn.Sequential:
     """The paper's MNIST CNN, Bayesian (mean-field) or deterministic.
 
@@ -41,10 +41,12 @@ def mnist_cnn(
         init_sigma: Initial posterior standard deviation. Default ``1e-3``.
         sample_mode: Initial sampling mode of the Bayesian layers. Default ``"sample"``.
         memory_format: Layout of the convolution kernels (and so of the activations):
-            ``"contiguous"`` (default, PyTorch's) or ``"channels_last"`` (on this project's
-            2-core CPU a Bayesian training or attack step through ten draws ran 1.3-1.6x
-            faster, the deterministic step 1.0-1.5x; ``bench/perf.py``; not measured on a
-            GPU). The function computed is the same.
+            ``"auto"`` (default: the faster layout on the device the model will run on,
+            see :func:`bnn_core.models.fastest_memory_format`: channels-last on CPUs, where
+            a Bayesian training or attack step through ten draws ran 1.3-1.6x faster on
+            this project's 2-core CPU, ``bench/perf.py``), ``"channels_last"`` or
+            ``"contiguous"`` (PyTorch's). The function computed is the same; the resolved
+            layout is recorded in the model's configuration.
 
     Returns:
         An ``nn.Sequential``; layers ``0`` and ``3`` are the convolutions, ``7`` the dense.
