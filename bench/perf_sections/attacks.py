@@ -18,7 +18,11 @@ Figures (stable keys):
   the deterministic and the Bayesian step (one round-robin of the four);
 * ``attacks.apgd_ce.{ours,torchattacks}_img_per_s`` and ``attacks.apgd_ce.ours_vs_torchattacks``
   (goal >= 1.1): APGD-CE (L∞, ε = 8/255 on [0, 1], random start, same steps) on the MNIST
-  CNN against ``torchattacks.APGD``, interleaved in one run;
+  CNN against ``torchattacks.APGD``, interleaved in one run on one thread (two OpenMP
+  threads on a shared CPU measure the contention); ``attacks.apgd_ce.ours_vs_torchattacks_cpu``
+  is the same ratio in process CPU time, with each side's minor page faults per call;
+  ``attacks.apgd_ce.ours_over_passes``: APGD's time over that of its N + 1 forward/backward
+  passes alone (the floor both implementations share);
 * ``attacks.ensemble.{quick,standard}_s_per_img``: wall time per image of
   ``robust_accuracy`` (L2, ε = 0.01: nothing is fooled, so every attack runs on every
   image and the figure is the worst case) on ``bnn_core.mnist_cnn`` through
@@ -29,14 +33,16 @@ Figures (stable keys):
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adv_attacks import APGD, PGD, pgd, robust_accuracy
-from benchlib.timing import interleaved_times
+from adv_attacks import APGD, PGD, AttackProblem, Norm, ObjectiveSpec, pgd, robust_accuracy
+from benchlib.timing import interleaved_times, summarise
 from perf_sections.base import Context, Figure, layout_speedups
 
 
@@ -273,15 +279,62 @@ def _apgd_throughput(ctx: Context, batch: int, steps: int) -> list[Figure]:
     ours = APGD(eps=eps, norm="linf", steps=steps)
     theirs = torchattacks.APGD(model, norm="Linf", eps=eps, steps=steps, seed=ctx.seed)
     gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed)
-    fns = {"ours": lambda: ours(model, x, y, generator=gen), "torchattacks": lambda: theirs(x, y)}
-    times = interleaved_times(
-        fns, repeats=ctx.repeats, warmup=1, device=ctx.device, statistic=ctx.statistic
-    )
-    what = f"APGD-CE L∞ {steps} steps, batch {batch}, MNIST CNN, {ctx.device.type}"
+    nll = ObjectiveSpec("nll")
+    cpu: dict[str, list[float]] = {"ours": [], "torchattacks": []}
+    faults: dict[str, list[int]] = {"ours": [], "torchattacks": []}
+
+    def timed(key: str, fn: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            f0, c0 = _minor_faults(), time.process_time()
+            fn()
+            cpu[key].append(time.process_time() - c0)
+            faults[key].append(_minor_faults() - f0)
+
+        return run
+
+    # The floor: the N + 1 forward/backward passes APGD makes, through the same chunked
+    # AttackProblem.gradient, and nothing else.
+    problem = AttackProblem(model, x, y, eps=eps, norm=Norm.LINF, clamp=(0.0, 1.0), specs=[nll])
+
+    def passes() -> None:
+        with torch.enable_grad():
+            for _ in range(steps + 1):
+                problem.gradient(x, nll)
+
+    cpu["passes"], faults["passes"] = [], []
+    fns = {
+        "ours": timed("ours", lambda: ours(model, x, y, generator=gen)),
+        "torchattacks": timed("torchattacks", lambda: theirs(x, y)),
+        "passes": timed("passes", passes),
+    }
+    # One thread for both: on a shared CPU two OpenMP threads per process oversubscribe the
+    # cores and the wall time measures the contention (a 0.45x-1.4x spread), not the attack.
+    threads = torch.get_num_threads()
+    if ctx.device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        times = interleaved_times(
+            fns, repeats=ctx.repeats, warmup=1, device=ctx.device, statistic=ctx.statistic
+        )
+    finally:
+        torch.set_num_threads(threads)
+    cpu_s = {k: summarise(v[1:], ctx.statistic) for k, v in cpu.items()}  # [0]: warm-up
+    fault_med = {k: statistics.median(v[1:]) for k, v in faults.items()}
+    what = f"APGD-CE L∞ {steps} steps, batch {batch}, MNIST CNN, {ctx.device.type}, 1 thread"
     return [
         *(
-            Figure(f"attacks.apgd_ce.{k}_img_per_s", batch / t, "img/s", note=f"{k}: {what}")
-            for k, t in times.items()
+            Figure(f"attacks.apgd_ce.{k}_img_per_s", batch / times[k], "img/s", note=f"{k}: {what}")
+            for k in ("ours", "torchattacks")
+        ),
+        Figure(
+            "attacks.apgd_ce.ours_over_passes",
+            times["ours"] / times["passes"],
+            "x",
+            note=(
+                f"APGD's time over that of its {steps + 1} forward/backward passes alone "
+                "(1 = no overhead beyond the model)"
+            ),
+            extra={"cpu": round(cpu_s["ours"] / cpu_s["passes"], 4)},
         ),
         Figure(
             "attacks.apgd_ce.ours_vs_torchattacks",
@@ -289,8 +342,30 @@ def _apgd_throughput(ctx: Context, batch: int, steps: int) -> list[Figure]:
             "x",
             goal=">= 1.1",
             note="throughput ratio, ours / torchattacks.APGD (same steps, random starts)",
+            extra={"minor_page_faults_per_call": fault_med},
+        ),
+        Figure(
+            "attacks.apgd_ce.ours_vs_torchattacks_cpu",
+            cpu_s["torchattacks"] / cpu_s["ours"],
+            "x",
+            note=(
+                "process CPU time ratio, torchattacks.APGD / ours; both run the same N + 1 "
+                "forward/backward passes (torchattacks one more forward), which bound the "
+                "ratio: freed activations that glibc returns to the OS page-fault back in "
+                "(extra: minor faults per call)"
+            ),
+            extra={"cpu_s": {k: round(v, 4) for k, v in cpu_s.items()}},
         ),
     ]
+
+
+def _minor_faults() -> int:
+    """Minor page faults of this process so far (0 where ``resource`` is unavailable)."""
+    try:
+        import resource
+    except ImportError:
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 ENSEMBLE_SETTINGS = {

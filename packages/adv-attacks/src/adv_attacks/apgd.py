@@ -249,7 +249,8 @@ def run_apgd(
         a = 1.0 if i == 0 else MOMENTUM
         with torch.no_grad():
             if box is not None:  # L∞: ball ∩ range is a box, one clamp projects onto both
-                z = torch.addcmul(x, g.sign(), _rows(eta, x))
+                # g is not read again (g_best holds copies): z is built in its buffer
+                z = torch.addcmul(x, g.sign_(), _rows(eta, x), out=g)
                 z = torch.clamp(z, min=box[0], max=box[1], out=z)
             else:
                 z = problem.step(x.clone(), g, eta)  # clip(Π_ε(x + η d(g)))
@@ -264,15 +265,17 @@ def run_apgd(
         g, f = ev.grad, ev.value
         with torch.no_grad():
             hit = ev.success
-            if bool(hit.any()):  # row copies of the few that changed, not whole-batch where
-                x_succ[hit] = x[hit]
+            rows = hit.nonzero().squeeze(1)
+            if rows.numel():  # row copies of the few that changed, not whole-batch where
+                x_succ.index_copy_(0, rows, x.index_select(0, rows))
                 success |= hit
             n_incr += (f > f_prev).to(n_incr.dtype)
             f_prev = f.clone()
             better = f > f_best
-            if bool(better.any()):
-                x_best[better] = x[better]
-                g_best[better] = g[better]
+            rows = better.nonzero().squeeze(1)
+            if rows.numel():  # one nonzero for both copies
+                x_best.index_copy_(0, rows, x.index_select(0, rows))
+                g_best.index_copy_(0, rows, g.index_select(0, rows))
                 f_best = torch.where(better, f, f_best)
             if j < len(checkpoints) and i + 1 == checkpoints[j]:
                 cond1 = n_incr < rho * (checkpoints[j] - w_prev)
