@@ -47,7 +47,7 @@ from perf_sections.base import Context, Figure, layout_speedups
 
 
 def _mnist_cnn() -> nn.Module:
-    """The paper's MNIST CNN (SPEC §1), deterministic, in plain torch."""
+    """The paper's MNIST CNN (paper SM-6.1.1), deterministic, in plain torch."""
     return nn.Sequential(
         nn.Conv2d(1, 16, 3),
         nn.ReLU(),

@@ -1,4 +1,4 @@
-"""Training a model's posterior (or point estimate) against a channel (SPEC §1, §4).
+"""Training a model's posterior (or point estimate) against a channel (paper, Sections 2 and 3.1).
 
 :class:`Trainer` runs Adam with an exponential learning-rate decay over minibatches, the
 likelihood scaled by ``N/B`` and the KL optionally annealed (both inside the objective,
@@ -602,7 +602,7 @@ class Trainer:
     def evaluate(self, data: TrainData, num_samples: int | None = None) -> dict[str, float]:
         """Metrics of the posterior predictive (``M`` draws) on ``data``.
 
-        Classification: ``accuracy`` and ``nll`` of the PPD (SPEC §1); regression: ``rmse``
+        Classification: ``accuracy`` and ``nll`` of the PPD (docs/theory.md); regression: ``rmse``
         of the PPD mean and ``nll`` of the Gaussian-mixture PPD. Point-estimate objectives
         are evaluated at the posterior mean. The draws come from a generator seeded from
         the trainer's seed, so the result does not depend on the training stream.

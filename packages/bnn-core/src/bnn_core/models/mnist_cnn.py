@@ -1,4 +1,4 @@
-"""The paper's MNIST convolutional network (SPEC §1)."""
+"""The paper's MNIST convolutional network (paper SM-6.1.1)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def mnist_cnn(
     """The paper's MNIST CNN, Bayesian (mean-field) or deterministic.
 
     ``conv(1→16, 3×3) · ReLU · avgpool 2×2 · conv(16→32, 3×3) · ReLU · avgpool 2×2 ·
-    flatten · dense(→10)`` (SPEC §1, paper §6.1.1). With ``bayesian=True`` every conv and
+    flatten · dense(→10)`` (paper SM-6.1.1). With ``bayesian=True`` every conv and
     dense layer is a mean-field Gaussian layer (prior ``N(0, 1)`` by default); with
     ``bayesian=False`` it is the deterministic twin (the AT baseline's point estimate).
 
