@@ -534,10 +534,10 @@ def write_report(
         f"images; attacks in L2 at strength ε = {eps:g} (images in [0, 1]); "
         f"{profile.eval_samples} posterior draws; PGD and ENT {profile.attack_steps} steps, "
         f"PGD+ {profile.attack_steps // 2} + {profile.attack_steps // 2}. Every attack aims at "
-        "the predictive of the model it is scored on (white box), except the plain onPure/"
-        "offPure rows, which see the inputs crafted against BL's posterior predictive (the "
-        "model they wrap); the '(adaptive)' rows attack the reactive PPD itself. "
-        + aa_note(profile),
+        "the predictive of the model it is scored on (white box), except the plain reactive "
+        "rows (onPure, offPure, onPure-PGD, offPure-PGD), which see the inputs crafted against "
+        "BL's posterior predictive (the model they wrap); the '(adaptive)' rows attack the "
+        "reactive PPD itself. " + aa_note(profile),
         "",
         "## Table 1: accuracy",
         "",

@@ -67,7 +67,7 @@ def test_writes_results_tables_plots_and_comparison(tiny_run):
     comparison = (run / "paper_vs_ours.md").read_text()
     assert "paper / ours" in comparison
     assert "## AA against PGD at" in comparison and "| Model | PGD accuracy |" in comparison
-    assert "| AA |" in tables and "read on PGD and AA" in tables or "Headline" in tables
+    assert "| ENT | AA |" in tables and "## Headline comparison" in tables
     for text in (tables, comparison):  # outputs name what things are, not tracker entries
         assert "issue" not in text.lower()
     pngs = {p.name for p in run.glob("*.png")}
