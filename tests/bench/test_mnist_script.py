@@ -80,7 +80,7 @@ def test_aa_and_abc_rows(tiny_run):
     rows = json.loads((run / "results.json").read_text())["rows"]
     aa = [r for r in rows if r["attack"] == "AA"]
     # every model and every reactive defence attacked through its own PPD, at ε = 2 (the
-    # tables' strength; the quick profile runs AA there and at the headline strength)
+    # tables' strength, where the quick profile runs AA)
     wanted = set(mnist.MODELS) | {m + mnist.ADAPTIVE_SUFFIX for m in mnist.REACTIVE}
     assert {r["model"] for r in aa} == wanted
     assert 2.0 in {r["eps"] for r in aa}
@@ -220,5 +220,9 @@ def test_headline_and_aa_gap_table_read_pgd_and_aa():
     assert "reduced from AutoAttack's" in text
     assert "reduced" not in mnist.aa_note(mnist.PROFILES["paper"])
     # AA runs where the tables and the headline read it (quick), or everywhere (paper)
-    assert mnist.aa_grid(quick, 1.0) == (1.0, 2.0) and mnist.aa_grid(quick, None) == (2.0,)
+    assert mnist.aa_grid(quick, 1.0) == (2.0,) and mnist.aa_grid(quick, None) == (2.0,)
+    both = mnist._override(quick, ["aa_grid=headline"])
+    assert mnist.aa_grid(both, 1.0) == (1.0, 2.0) and mnist.aa_grid(both, None) == (2.0,)
+    moved = mnist.paper_comparison(rows, quick, ["BL"], 1.0)  # AA never ran at ε = 1
+    assert "## AA against PGD at the tables' strength (AA did not run at the headline" in moved
     assert mnist.aa_grid(mnist.PROFILES["paper"], 1.0) == mnist.PROFILES["paper"].eps_grid
