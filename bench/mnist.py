@@ -219,6 +219,7 @@ PROFILES = {
         adaptive_attacks=("PGD1", "PGD", "AA"),
         pgd_channel_steps=10,
         abc_simulations=4,
+        abc_train_size=15_000,  # M·S·N = 600,000 keys: as many as onPure's M·N on 60,000
     ),
 }
 
