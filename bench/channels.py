@@ -20,24 +20,20 @@ one-step and 10-step PGD accuracy after every epoch, flagged in the history when
 multi-step accuracy collapses while the one-step accuracy rises (its time is not counted in
 the training time).
 
-Attacks are entries of :data:`ATTACKS` (name -> function); a new one (e.g. an ensemble)
-is one more entry there and in ``--attacks``. Finished models and rows are cached in the
-run directory: rerunning resumes.
+Attacks are entries of the shared registry :data:`benchlib.evaluate.ATTACK_FUNCTIONS`
+(``--attacks``, e.g. ``PGD AA``: AA is the ensemble of Croce & Hein 2020 with the profile's
+effort) and the recipes entries of :data:`benchlib.zoo.CHANNEL_MODELS`. Finished models and
+rows are cached in the run directory: rerunning resumes.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
-import os
-import shutil
 import statistics
 import sys
-import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -48,13 +44,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tqdm.auto import tqdm  # noqa: E402
 
 import mnist  # noqa: E402
-from benchlib.cli import add_run_arguments, apply_allocator, apply_threads  # noqa: E402
-from benchlib.evaluate import AttackSettings, attack  # noqa: E402
-from benchlib.experiment import REPO, RunDirectory, config_dict, resolve_device  # noqa: E402
-from benchlib.meta import provenance  # noqa: E402
-from benchlib.results import RowStore, row_key, write_results  # noqa: E402
-from bnn_core import PosteriorPredictive, load_model, mnist_cnn, save_model  # noqa: E402
-from robust_vi import OverfittingMonitor, Recipe, Trainer, collapsed, recipe  # noqa: E402
+from benchlib.evaluate import ATTACK_FUNCTIONS, AttackSettings, attack, attack_settings  # noqa: E402
+from benchlib.experiment import TrainSpec, config_dict  # noqa: E402
+from benchlib.harness import Session, run_grid, script_parser, select_profile  # noqa: E402
+from benchlib.regression_eval import stable_generator  # noqa: E402
+from benchlib.zoo import CHANNEL_MODELS, mnist_train_specs  # noqa: E402
+from bnn_core import PosteriorPredictive  # noqa: E402
+from robust_vi import OverfittingMonitor, collapsed  # noqa: E402
 
 RECIPES = (
     "BL",
@@ -71,24 +67,11 @@ RECIPES = (
     "AMO50",
 )
 """Every recipe of the study; ``-RS``: one-step components with a random start."""
-POINT_ESTIMATES = ("AT", "AT-PGD")
+POINT_ESTIMATES = tuple(k for k in RECIPES if CHANNEL_MODELS[k].point_estimate)
 REFERENCE = "AT-PGD"
 """The bar's reference: multi-step adversarial training."""
-
-StudyAttack = Callable[
-    [torch.nn.Module, Tensor, Tensor, float, AttackSettings, torch.Generator], Tensor
-]
-
-
-def _benchlib_attack(name: str) -> StudyAttack:
-    def run(predictive, x, y, eps, settings, generator):  # type: ignore[no-untyped-def]
-        return attack(predictive, x, y, name, eps, settings, generator=generator)
-
-    return run
-
-
-ATTACKS: dict[str, StudyAttack] = {"PGD": _benchlib_attack("PGD")}
-"""The attacks scored at the study strength (clean accuracy is always scored)."""
+DEFAULT_ATTACKS = ("PGD",)
+"""The attacks scored at the study strength by default (clean accuracy is always scored)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,29 +94,6 @@ class StudySettings:
     monitor_drop: float = 0.2
 
 
-def study_recipe(name: str, profile: mnist.Profile) -> Recipe:
-    """The study's recipe ``name`` with the profile's budgets and noise levels."""
-    eps, sigma = profile.train_eps, profile.sigma
-    learned = {"input_shape": (1, 28, 28), "adversary_lr": profile.adversary_lr}
-    table: dict[str, Callable[[], Recipe]] = {
-        "BL": lambda: recipe("BL"),
-        "AT": lambda: recipe("AT", eps=eps),
-        "AT-PGD": lambda: recipe("AT-PGD", eps=eps, pgd_steps=profile.at_pgd_steps),
-        "OS": lambda: recipe("OS", eps=eps, sigma=sigma),
-        "OS50": lambda: recipe("OS50", eps=eps, sigma=sigma),
-        "MIX": lambda: recipe("MIX", eps=eps, sigma=sigma, sigma0=profile.sigma0),
-        "NN": lambda: recipe("NN", eps=eps, sigma=sigma, **learned),
-        "NN50": lambda: recipe("NN50", eps=eps, sigma=sigma, **learned),
-        "OS50-RS": lambda: recipe("OS50", eps=eps, sigma=sigma, random_start=True),
-        "MIX-RS": lambda: recipe(
-            "MIX", eps=eps, sigma=sigma, sigma0=profile.sigma0, random_start=True
-        ),
-        "AMO": lambda: recipe("AMO", eps=eps, sigma=sigma, **learned),
-        "AMO50": lambda: recipe("AMO50", eps=eps, sigma=sigma, **learned),
-    }
-    return table[name]()
-
-
 def held_out(profile: mnist.Profile, size: int) -> tuple[Tensor, Tensor]:
     """``size`` test images of the data that none of the profile's test sets uses."""
     from advbayes_data import load_mnist, load_mnist_sample
@@ -148,47 +108,12 @@ def held_out(profile: mnist.Profile, size: int) -> tuple[Tensor, Tensor]:
     return data.x_test[keep], data.y_test[keep]
 
 
-def train(
-    name: str,
-    seed: int,
-    profile: mnist.Profile,
-    data: dict[str, Tensor],
-    run: RunDirectory,
-    device: torch.device,
-    monitor: OverfittingMonitor | None,
-    progress: bool,
-) -> tuple[torch.nn.Module, dict]:
-    """Train (or load) recipe ``name`` with training seed ``seed``; resumable per epoch."""
-    key = f"{name}-s{seed}"
-    final, meta_path = run.models / f"{key}.pt", run.models / f"{key}.json"
-    if final.exists() and meta_path.exists():
-        return load_model(final, map_location=device).eval(), json.loads(meta_path.read_text())
-    torch.manual_seed(seed)
-    model = mnist_cnn(bayesian=name not in POINT_ESTIMATES).to(device)
-    trainer = Trainer(
-        model,
-        study_recipe(name, profile),
-        dataset_size=len(data["x_train"]),
-        epochs=profile.epochs,
-        lr=profile.lr,
-        lr_decay=profile.lr_decay,
-        batch_size=profile.batch_size,
-        seed=seed,
-        device=device,
-        checkpoint_dir=run.checkpoints / key,
-        progress=progress,
-        callbacks=[] if monitor is None or name == "BL" else [monitor],
+def train_spec(name: str, seed: int, profile: mnist.Profile) -> TrainSpec:
+    """Recipe ``name`` of :data:`CHANNEL_MODELS` with training seed ``seed``: ``<name>-s<seed>``."""
+    (spec,) = mnist_train_specs(
+        dataclasses.replace(profile, seed=seed), [name], registry=CHANNEL_MODELS
     )
-    history = trainer.fit((data["x_train"], data["y_train"]))
-    # the per-epoch times exclude the monitor's attacks (callbacks run after the epoch)
-    meta = {"history": history, "train_time_s": sum(float(h["time_s"]) for h in history)}
-    run.models.mkdir(parents=True, exist_ok=True)
-    save_model(model, final)
-    partial = meta_path.with_suffix(".json.part")
-    partial.write_text(json.dumps(meta, indent=2, default=float))
-    os.replace(partial, meta_path)
-    shutil.rmtree(run.checkpoints / key, ignore_errors=True)
-    return model.eval(), meta
+    return dataclasses.replace(spec, name=f"{name}-s{seed}", init_seed=seed)
 
 
 def evaluate(
@@ -198,45 +123,37 @@ def evaluate(
     profile: mnist.Profile,
     study: StudySettings,
     data: dict[str, Tensor],
-    store: RowStore,
+    session: Session,
     attacks: list[str],
-    device: torch.device,
+    settings: AttackSettings,
 ) -> None:
     """Score ``model`` clean and under every attack on every test set (cached rows)."""
-    settings = AttackSettings(steps=profile.attack_steps)
-    for s in range(profile.num_test_sets):
+    device = session.device
+    tasks = [
+        (name, a, 0.0 if a == "Clean" else study.eps, seed * 100 + s)
+        for s in range(profile.num_test_sets)
+        for a in ["Clean", *attacks]
+    ]
+
+    def score(task: tuple) -> dict:
+        _, attack_name, eps, row_seed = task
+        s = row_seed - seed * 100
         x = data["x_test"][s].to(device)
         y = data["y_test"][s].to(device)
-        for attack_name in ["Clean", *attacks]:
-            eps = 0.0 if attack_name == "Clean" else study.eps
-            row_seed = seed * 100 + s
-            if row_key(name, attack_name, eps, row_seed) in store:
-                continue
-            t0 = time.perf_counter()
-            predictive = PosteriorPredictive(
-                model,
-                num_samples=1 if name in POINT_ESTIMATES else profile.eval_samples,
-                generator=mnist._generator(device, "draws", name, seed, s),
-            )
-            x_adv = x
-            if attack_name != "Clean":
-                g = mnist._generator(device, "attack", name, seed, s, attack_name, eps)
-                x_adv = ATTACKS[attack_name](predictive, x, y, eps, settings, g)
-            with torch.no_grad():
-                scores = mnist.metrics(predictive(x_adv), y)
-            store.add(
-                {
-                    "model": name,
-                    "attack": attack_name,
-                    "eps": eps,
-                    "seed": row_seed,
-                    "train_seed": seed,
-                    "test_set": s,
-                    **scores,
-                    "n": len(y),
-                    "time_s": round(time.perf_counter() - t0, 3),
-                }
-            )
+        predictive = PosteriorPredictive(
+            model,
+            num_samples=1 if name in POINT_ESTIMATES else profile.eval_samples,
+            generator=stable_generator(device, "draws", name, seed, s),
+        )
+        g = stable_generator(device, "attack", name, seed, s, attack_name, eps)
+        x_adv = attack(predictive, x, y, attack_name, eps, settings, generator=g)
+        with torch.no_grad():
+            scores = mnist.metrics(predictive(x_adv), y)
+        return {"train_seed": seed, "test_set": s, **scores, "n": len(y)}
+
+    run_grid(
+        tasks, score, session.store, progress=session.progress, desc=f"{name}-s{seed}", leave=False
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -430,10 +347,17 @@ def overfitting_report(metas: dict[tuple[str, int], dict], drop: float) -> tuple
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (``--help`` lists it)."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--profile", choices=sorted(mnist.PROFILES), default="quick")
+    p = script_parser(
+        __doc__,
+        script="channels",
+        profiles=mnist.PROFILES,
+        threads_help="torch intra-op CPU threads (use 1 on a shared 2-core machine)",
+        set_example="--set epochs=2 test_size=20 (the MNIST profile's settings)",
+    )
     p.add_argument("--recipes", nargs="+", choices=RECIPES, default=list(RECIPES))
-    p.add_argument("--attacks", nargs="+", choices=sorted(ATTACKS), default=list(ATTACKS))
+    p.add_argument(
+        "--attacks", nargs="+", choices=sorted(ATTACK_FUNCTIONS), default=list(DEFAULT_ATTACKS)
+    )
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
     p.add_argument("--study-eps", type=float, default=2.0, help="attack strength of the table")
     p.add_argument("--monitor-size", type=int, default=100, help="0 turns the monitor off")
@@ -442,72 +366,73 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="train and attack nothing: summarise the finished models and rows of the run",
     )
-    add_run_arguments(
-        p,
-        out=REPO / "results" / "channels",
-        threads=None,
-        threads_help="torch intra-op CPU threads (use 1 on a shared 2-core machine)",
-    )
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="profile overrides")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Train, attack, summarise; see the module docstring."""
     args = parse_args(argv)
-    profile = mnist._override(mnist.PROFILES[args.profile], args.set)
+    profile = select_profile(mnist.PROFILES, args, optional_ints=mnist.OPTIONAL_INTS)
     study = StudySettings(
         seeds=tuple(args.seeds), eps=args.study_eps, monitor_size=args.monitor_size
     )
-    device = resolve_device(args.device)
-    apply_threads(args.threads)
-    apply_allocator(args.allocator)
-    run = RunDirectory(args.out / (args.run or profile.name))
     # the seeds are not guarded: a rerun with more seeds reuses the models of the others
     settings = {k: v for k, v in config_dict(study).items() if k != "seeds"}
     config = {**config_dict(profile), "study": settings, "seeds": list(study.seeds)}
     guarded = tuple(k for k in mnist.GUARDED if k != "seed") + ("study",)
-    run.prepare(config, fresh=args.fresh, guarded=guarded, defaults=mnist.ADDED_SETTINGS)
-    progress = not args.no_progress
+    session = Session.start(
+        args, profile, guarded=guarded, defaults=mnist.ADDED_SETTINGS, config=config
+    )
+    run = session.run
     names = [n for n in RECIPES if n in args.recipes]
     if "BL" not in names:
         names.insert(0, "BL")  # times are relative to BL
-    t_all = time.perf_counter()
-    print(f"advbayes channels study: profile {profile.name}, device {device}, run {run.root}")
+    print(
+        f"advbayes channels study: profile {profile.name}, device {session.device}, run {run.root}"
+    )
     data = mnist.load_data(profile, args.data_dir, args.download)
-    monitor = None
+    monitor = []
     if study.monitor_size > 0:
         xm, ym = held_out(profile, study.monitor_size)
-        monitor = OverfittingMonitor(
-            xm,
-            ym,
-            eps=profile.train_eps,
-            steps=study.monitor_steps,
-            num_samples=study.monitor_draws,
-            drop=study.monitor_drop,
+        monitor.append(
+            OverfittingMonitor(
+                xm,
+                ym,
+                eps=profile.train_eps,
+                steps=study.monitor_steps,
+                num_samples=study.monitor_draws,
+                drop=study.monitor_drop,
+            )
         )
-    store = RowStore(run.rows)
+    effort = attack_settings(profile)
     metas: dict[tuple[str, int], dict] = {}
     jobs = [(seed, name) for seed in study.seeds for name in names]
-    bar = tqdm(jobs, desc="models", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(jobs, desc="models", disable=not session.progress, dynamic_ncols=True)
     for seed, name in bar:
         bar.set_postfix_str(f"{name} seed {seed}")
+        spec = train_spec(name, seed, profile)
         if args.report_only:
-            meta_path = run.models / f"{name}-s{seed}.json"
-            if meta_path.exists():
-                metas[(name, seed)] = json.loads(meta_path.read_text())
+            meta = session.finished(spec.name)
+            if meta is not None:
+                metas[(name, seed)] = meta
             continue
-        model, meta = train(name, seed, profile, data, run, device, monitor, progress)
-        metas[(name, seed)] = meta
-        evaluate(name, seed, model, profile, study, data, store, list(args.attacks), device)
-        print(f"  {name} seed {seed}: trained in {meta['train_time_s']:.1f} s")
+        with session.timed("train"):
+            model = session.train(
+                spec,
+                (data["x_train"], data["y_train"]),
+                callbacks=[] if name == "BL" else monitor,
+            )
+        metas[(name, seed)] = session.train_meta[spec.name]
+        with session.timed("evaluate"):
+            evaluate(name, seed, model, profile, study, data, session, list(args.attacks), effort)
 
     rows = [
         r
-        for r in store.rows()
+        for r in session.store.rows()
         if r["model"] in names
         and r["train_seed"] in study.seeds
         and (r["model"], r["train_seed"]) in metas
+        and r["attack"] in ("Clean", *args.attacks)
     ]
     if args.report_only:  # a model counts once all its rows exist
         want = profile.num_test_sets * (1 + len(args.attacks))
@@ -559,12 +484,9 @@ def main(argv: list[str] | None = None) -> int:
         run.root / "pareto.png",
         f"MNIST {profile.name}: accuracy under {headline} (ε = {study.eps:g}) vs training time",
     )
-    write_results(
-        run.root / "results.json",
-        config={**config, "recipes": names, "attacks": list(args.attacks)},
-        provenance=provenance(device),
-        wall_times={"total_this_invocation": time.perf_counter() - t_all},
-        rows=rows,
+    session.finish(
+        rows,
+        config_extra={"recipes": names, "attacks": list(args.attacks)},
         extra={
             "summary": {n: {k: list(v) for k, v in s.items()} for n, s in stats.items()},
             "pareto_front": front,
@@ -572,7 +494,6 @@ def main(argv: list[str] | None = None) -> int:
             "catastrophic_overfitting": [
                 {"recipe": n, "seed": s, "epochs": e} for n, s, e in flagged
             ],
-            "training_history": {f"{n}-s{s}": m["history"] for (n, s), m in metas.items()},
         },
     )
     print()

@@ -54,6 +54,16 @@ class AttackSettings:
     aa_version: str | None = None
 
 
+def attack_settings(profile: object, **changes: object) -> AttackSettings:
+    """The attack effort a script's profile sets: ``attack_steps`` and, where it has them,
+    ``aa_steps``, ``aa_targets``, ``aa_queries`` and ``aa_eot``; ``changes`` on top."""
+    fields = {"steps": getattr(profile, "attack_steps", AttackSettings.steps)}
+    for name in ("aa_steps", "aa_targets", "aa_queries", "aa_eot"):
+        if hasattr(profile, name):
+            fields[name] = getattr(profile, name)
+    return AttackSettings(**{**fields, **changes})  # type: ignore[arg-type]
+
+
 AttackFn = Callable[..., Tensor]
 """``fn(predictive, x, y, eps, settings, generator) -> x_adv`` (see :data:`ATTACK_FUNCTIONS`)."""
 

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,7 +88,12 @@ class RunDirectory:
 
 @dataclass
 class TrainSpec:
-    """What to train: a named model, how to build it and the recipe to fit it with."""
+    """What to train: a named model, how to build it and the recipe to fit it with.
+
+    ``init_seed``, when set, seeds torch right before ``build`` so that the initial weights
+    depend on it alone (not on what was built before it in the process): a study that trains
+    the same model with several seeds names each seed here.
+    """
 
     name: str
     build: Callable[[], nn.Module]
@@ -100,6 +105,7 @@ class TrainSpec:
     seed: int
     kl_warmup_epochs: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    init_seed: int | None = None
 
 
 def train_or_load(
@@ -109,12 +115,16 @@ def train_or_load(
     device: torch.device,
     *,
     progress: bool = True,
+    callbacks: Sequence[Callable[..., Any]] = (),
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Return the trained model ``spec.name``, training it only if no finished copy exists.
 
     Training checkpoints every epoch under ``run.checkpoints/<name>`` and resumes from there
     after an interruption. The finished model is saved to ``run.models/<name>.pt`` with its
-    training history and wall time beside it (``<name>.json``).
+    training history and wall time beside it (``<name>.json``). ``callbacks`` are passed to
+    :class:`robust_vi.Trainer` (``callback(trainer, record)`` after each epoch, e.g. a
+    :class:`robust_vi.OverfittingMonitor`); what they add to an epoch's record is saved in
+    the history, and their time is not counted in the training time.
 
     Returns:
         The model (on ``device``, in eval mode) and ``{"history", "train_time_s"}``.
@@ -124,6 +134,8 @@ def train_or_load(
     if final.exists() and meta_path.exists():
         model = load_model(final, map_location=device)
         return model.eval(), json.loads(meta_path.read_text())
+    if spec.init_seed is not None:
+        torch.manual_seed(spec.init_seed)
     model = spec.build().to(device)
     trainer = Trainer(
         model,
@@ -139,6 +151,7 @@ def train_or_load(
         checkpoint_dir=run.checkpoints / spec.name,
         resume=True,
         progress=progress,
+        callbacks=callbacks,
     )
     start = time.perf_counter()
     history = trainer.fit(train)

@@ -265,14 +265,18 @@ class Session:
         train: tuple[torch.Tensor, torch.Tensor],
         *,
         say: Callable[[str], None] | None = print,
+        callbacks: Sequence[Callable[..., Any]] = (),
     ) -> nn.Module:
         """The model of ``spec``, trained once and cached (:func:`train_or_load`).
 
         Records its training time in ``wall["train/<name>"]`` and its history in
-        :attr:`train_meta`.
+        :attr:`train_meta`. ``callbacks`` run after each training epoch
+        (:class:`robust_vi.Trainer`; e.g. a :class:`robust_vi.OverfittingMonitor`).
         """
         t0 = time.perf_counter()
-        model, meta = train_or_load(spec, train, self.run, self.device, progress=self.progress)
+        model, meta = train_or_load(
+            spec, train, self.run, self.device, progress=self.progress, callbacks=callbacks
+        )
         self.train_meta[spec.name] = meta
         self.wall[f"train/{spec.name}"] = meta["train_time_s"]
         if say is not None:
@@ -281,6 +285,19 @@ class Session:
                 f"({time.perf_counter() - t0:.0f} s this time)"
             )
         return model
+
+    def finished(self, name: str) -> dict[str, Any] | None:
+        """The saved training record of the finished model ``name``, or ``None``.
+
+        Trains nothing (a ``--report-only`` run summarises what exists); a finished model's
+        record is added to :attr:`train_meta` as :meth:`train` would.
+        """
+        path = self.run.models / f"{name}.json"
+        if not (path.exists() and (self.run.models / f"{name}.pt").exists()):
+            return None
+        meta = json.loads(path.read_text())
+        self.train_meta[name] = meta
+        return meta
 
     def rows_of(self, tasks: Sequence[tuple]) -> list[Row]:
         """The stored rows of ``tasks`` (``(model, attack, eps, seed)``), in store order."""

@@ -89,6 +89,38 @@ onPure-PGD/offPure-PGD: the reactive defences with a PGD channel as ABC simulato
 paper)."""
 
 
+CHANNEL_MODELS: dict[str, ModelDecl] = {
+    **{k: v for k, v in MNIST_MODELS.items() if not v.reactive},
+    "OS50-RS": ModelDecl(
+        lambda s: recipe("OS50", eps=s.train_eps, sigma=s.sigma, random_start=True)
+    ),
+    "MIX-RS": ModelDecl(
+        lambda s: recipe("MIX", eps=s.train_eps, sigma=s.sigma, sigma0=s.sigma0, random_start=True)
+    ),
+    "AMO": ModelDecl(
+        lambda s: recipe(
+            "AMO",
+            eps=s.train_eps,
+            sigma=s.sigma,
+            input_shape=MNIST_SHAPE,
+            adversary_lr=s.adversary_lr,
+        )
+    ),
+    "AMO50": ModelDecl(
+        lambda s: recipe(
+            "AMO50",
+            eps=s.train_eps,
+            sigma=s.sigma,
+            input_shape=MNIST_SHAPE,
+            adversary_lr=s.adversary_lr,
+        )
+    ),
+}
+"""The MNIST models of the channels study (``bench/channels.py``): the trained models of
+:data:`MNIST_MODELS`, the random-start one-step variants OS50-RS and MIX-RS, and the amortised
+adversary AMO/AMO50 (docs/theory.md)."""
+
+
 def proactive(registry: dict[str, ModelDecl]) -> tuple[str, ...]:
     """The trained models of ``registry``, in order."""
     return tuple(k for k, v in registry.items() if not v.reactive)
@@ -100,17 +132,24 @@ def reactive(registry: dict[str, ModelDecl]) -> tuple[str, ...]:
 
 
 def mnist_train_specs(
-    settings: Any, names: Sequence[str], *, recipes: dict[str, Recipe] | None = None
+    settings: Any,
+    names: Sequence[str],
+    *,
+    recipes: dict[str, Recipe] | None = None,
+    registry: dict[str, ModelDecl] | None = None,
 ) -> list[TrainSpec]:
     """The training specifications of the proactive MNIST models ``names``.
 
     Args:
         settings: The run's training settings (``epochs``, ``lr``, ``lr_decay``,
             ``batch_size``, ``seed`` and what the recipes read).
-        names: Keys of :data:`MNIST_MODELS` (trained ones).
+        names: Keys of ``registry`` (trained ones).
         recipes: Recipes to use instead of the registry's, by name (the bounds study's MIX
             variants).
+        registry: Where the models are declared (default :data:`MNIST_MODELS`;
+            :data:`CHANNEL_MODELS` for the channels study).
     """
+    registry = MNIST_MODELS if registry is None else registry
     common = {
         "epochs": settings.epochs,
         "lr": settings.lr,
@@ -120,7 +159,7 @@ def mnist_train_specs(
     }
     specs = []
     for name in names:
-        decl = MNIST_MODELS.get(name)
+        decl = registry.get(name)
         if recipes is not None and name in recipes:
             fit = recipes[name]
         elif decl is not None and decl.recipe is not None:

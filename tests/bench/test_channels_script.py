@@ -76,3 +76,36 @@ def test_pareto_front_and_bar_on_hand_made_numbers():
     passing, lines = channels.bar_check(stats, "PGD")
     assert passing == ["A"]
     assert len(lines) == 4 and all(("MEETS" in ln) == ln.startswith("- A:") for ln in lines)
+
+
+def test_attacks_come_from_the_shared_registry_including_aa(tmp_path, restore_torch_threads):
+    channels = _load_script("channels")
+    from benchlib.evaluate import ATTACK_FUNCTIONS
+
+    assert channels.parse_args(["--attacks", "AA"]).attacks == ["AA"]
+    assert set(channels.parse_args([]).attacks) <= set(ATTACK_FUNCTIONS)
+    tiny = [
+        *TINY[:5],
+        "--monitor-size",
+        "0",
+        "--recipes",
+        "BL",
+        "--attacks",
+        "PGD",
+        "AA",
+        *TINY[11:],
+        "aa_steps=2",
+        "aa_queries=10",
+        "aa_targets=1",
+        "aa_eot=1",
+    ]
+    assert channels.main(["--out", str(tmp_path), "--run", "aa", *tiny]) == 0
+    payload = json.loads((tmp_path / "aa" / "results.json").read_text())
+    rows = payload["rows"]
+    assert {r["attack"] for r in rows} == {"Clean", "PGD", "AA"}
+    aa = [r for r in rows if r["attack"] == "AA"]
+    pgd = {r["seed"]: r for r in rows if r["attack"] == "PGD"}
+    # AA is the per-example worst case of an ensemble: never more accurate than clean
+    clean = {r["seed"]: r for r in rows if r["attack"] == "Clean"}
+    assert all(r["accuracy"] <= clean[r["seed"]]["accuracy"] + 1e-9 for r in aa)
+    assert len(aa) == len(pgd) and "| AA acc (ε=2)" in (tmp_path / "aa" / "pareto.md").read_text()
