@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import statistics
 import sys
@@ -41,29 +40,23 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tqdm.auto import tqdm  # noqa: E402
-
 from adv_attacks import pgd  # noqa: E402
 from adv_channels import IdentityChannel  # noqa: E402
-from benchlib.cli import add_run_arguments, apply_allocator, apply_threads  # noqa: E402
-from benchlib.experiment import REPO, RunDirectory, config_dict, resolve_device  # noqa: E402
-from benchlib.meta import provenance  # noqa: E402
-from benchlib.results import RowStore, row_key, write_results  # noqa: E402
+from benchlib.experiment import TrainSpec  # noqa: E402
+from benchlib.harness import Session, run_grid, script_parser, select_profile  # noqa: E402
 from bnn_core import (  # noqa: E402
     accuracy,
     brier_score,
     expected_calibration_error,
     forward_samples,
     is_bayesian,
-    load_model,
     mnist_cnn,
     mutual_information,
     nll,
     posterior_summary,
     predictive_entropy,
-    save_model,
 )
-from robust_vi import AdversarialTraining, Trainer, recipe  # noqa: E402
+from robust_vi import AdversarialTraining, recipe  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -247,56 +240,31 @@ def build(setting: Setting) -> nn.Module:
     return net
 
 
-def train(
-    setting: Setting,
-    seed: int,
-    profile: Profile,
-    data: dict[str, Tensor],
-    run: RunDirectory,
-    device: torch.device,
-    progress: bool,
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Train (or load the finished copy of) ``setting`` with training seed ``seed``."""
-    tag = f"{slug(setting.name)}-s{seed}"
-    final, meta_path = run.models / f"{tag}.pt", run.models / f"{tag}.json"
-    if final.exists() and meta_path.exists():
-        if setting.kind == "bayes":
-            model = load_model(final, map_location=device)
-        else:
-            model = build(setting)
-            model.load_state_dict(torch.load(final, map_location=device))
-        return model.to(device).eval(), json.loads(meta_path.read_text())
-    torch.manual_seed(seed)
-    model = build(setting).to(device)
+def train_spec(setting: Setting, seed: int, profile: Profile) -> TrainSpec:
+    """How ``setting`` trains with training seed ``seed`` (cached as ``<slug>-s<seed>``).
+
+    BL is the ELBO on clean data; the references train on the clean NLL (adversarial training
+    through the identity channel).
+    """
     options = dict(setting.trainer)
-    if setting.kind == "bayes":  # every option explicit: the table does not follow defaults
+    bayes = setting.kind == "bayes"
+    if bayes:  # every option explicit: the table does not follow defaults
         options = {"rho_lr_scale": 1.0, "temperature": 1.0, **options}
     epochs = profile.epochs * options.pop("epochs_factor", 1)
-    objective = recipe("BL") if setting.kind == "bayes" else AdversarialTraining()
-    channel = None if setting.kind == "bayes" else IdentityChannel()
-    trainer = Trainer(
-        model,
-        objective,
-        channel,
+    return TrainSpec(
+        name=f"{slug(setting.name)}-s{seed}",
+        build=lambda: build(setting),
+        recipe=recipe("BL") if bayes else AdversarialTraining(),
+        channel=None if bayes else IdentityChannel(),
         epochs=epochs,
         lr=profile.lr,
         lr_decay=profile.lr_decay,
         batch_size=profile.batch_size,
         seed=seed,
-        device=device,
-        checkpoint_dir=run.checkpoints / tag,
-        progress=progress,
-        **options,
+        kl_warmup_epochs=options.pop("kl_warmup_epochs", 0),
+        init_seed=seed,
+        options=options,
     )
-    history = trainer.fit((data["x_train"], data["y_train"]))
-    run.models.mkdir(parents=True, exist_ok=True)
-    if setting.kind == "bayes":
-        save_model(model, final)
-    else:
-        torch.save(model.state_dict(), final)
-    meta = {"history": history, "train_time_s": sum(h["time_s"] for h in history)}
-    meta_path.write_text(json.dumps(meta, default=float))
-    return model.eval(), meta
 
 
 def slug(name: str) -> str:
@@ -491,30 +459,26 @@ def plot_sigma(models: dict[str, nn.Module], path: Path) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (``--help`` lists it)."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    p = script_parser(
+        __doc__,
+        script="posterior",
+        profiles=PROFILES,
+        threads_help="torch intra-op CPU threads",
+        set_example="--set epochs=1 test_size=50",
+    )
     p.add_argument(
         "--settings", nargs="+", default=None, help="names of the settings to run (default all)"
     )
     p.add_argument("--seeds", nargs="+", type=int, default=None, help="training seeds")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="override profile settings, e.g. --set epochs=1 test_size=50")  # fmt: skip
-    add_run_arguments(p, out=REPO / "results" / "posterior", threads=None,
-                      threads_help="torch intra-op CPU threads")  # fmt: skip
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Train, evaluate and report every setting; see the module docstring."""
     args = parse_args(argv)
-    profile = PROFILES[args.profile]
-    fields = {f.name: f for f in dataclasses.fields(Profile)}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        if key not in fields or key in ("name", "seeds"):
-            raise SystemExit(f"--set: unknown setting {key!r}")
-        current = getattr(profile, key)
-        profile = dataclasses.replace(profile, **{key: type(current)(value)})
+    if any(item.partition("=")[0] in ("name", "seeds") for item in args.set):
+        raise SystemExit("--set: name and seeds are not settings (use --profile and --seeds)")
+    profile = select_profile(PROFILES, args, grid_field=None)
     if args.seeds is not None:
         profile = dataclasses.replace(profile, seeds=tuple(args.seeds))
     settings = list(SETTINGS)
@@ -524,58 +488,55 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--settings: unknown {sorted(unknown)}; known: "
                              f"{[s.name for s in SETTINGS]}")  # fmt: skip
         settings = [s for s in SETTINGS if s.name in args.settings]
-    device = resolve_device(args.device)
-    apply_threads(args.threads)
-    apply_allocator(args.allocator)
-    run = RunDirectory(args.out / (args.run or profile.name))
-    config = config_dict(profile)
-    guarded = tuple(k for k in config if k != "name")
-    run.prepare(config, fresh=args.fresh, guarded=guarded)
-    progress = not args.no_progress
-    t_all = time.perf_counter()
+    guarded = tuple(f.name for f in dataclasses.fields(Profile) if f.name != "name")
+    session = Session.start(args, profile, guarded=guarded)
+    run, device = session.run, session.device
     data = load_data(profile, args.data_dir)
-    print(f"posterior study: profile {profile.name}, {len(data['x_train'])} training images, "
+    train = (data["x_train"], data["y_train"])
+    print(f"posterior study: profile {profile.name}, {len(train[0])} training images, "
           f"device {device}, run {run.root}")  # fmt: skip
-    store = RowStore(run.rows)
-    plotted: dict[str, nn.Module] = {}
-    histories: dict[str, Any] = {}
-    todo = [(s, seed) for s in settings for seed in profile.seeds]
-    for setting, seed in tqdm(todo, desc="settings", disable=not progress):
-        key = row_key(setting.name, "study", 0.0, seed)
-        need_model = key not in store or (seed == profile.seeds[0] and setting.kind == "bayes")
-        if not need_model:
-            continue
-        model, meta = train(setting, seed, profile, data, run, device, progress)
-        if seed == profile.seeds[0] and setting.kind == "bayes":
-            plotted[setting.name] = model
-        if key in store:
-            continue
+    by_name = {s.name: s for s in settings}
+
+    def score(task: tuple) -> dict[str, Any]:
+        setting, seed = by_name[task[0]], task[3]
+        spec = train_spec(setting, seed, profile)
+        with session.timed("train"):
+            model = session.train(spec, train, say=None)
         t0 = time.perf_counter()
-        row = evaluate(model, setting, seed, profile, data, device)
-        store.add({"model": setting.name, "attack": "study", "eps": 0.0, "seed": seed, **row,
-                   "train_time_s": meta["train_time_s"],
-                   "eval_time_s": round(time.perf_counter() - t0, 2)})  # fmt: skip
+        with session.timed("evaluate"):
+            row = evaluate(model, setting, seed, profile, data, device)
+        row["eval_time_s"] = round(time.perf_counter() - t0, 2)
         print(f"  {setting.name} seed {seed}: acc {row['accuracy']:.3f} ECE {row['ece']:.3f} "
               f"AUROC H {row['auroc_entropy']:.3f} PGD {row['pgd_accuracy']:.3f}")  # fmt: skip
-    for setting, seed in todo:  # every finished model's training history
-        meta_path = run.models / f"{slug(setting.name)}-s{seed}.json"
-        if meta_path.exists():
-            histories[f"{setting.name}/{seed}"] = json.loads(meta_path.read_text())["history"]
+        return {**row, "train_time_s": session.train_meta[spec.name]["train_time_s"]}
+
+    # one row per setting and training seed (attack "study": the row holds every metric)
+    tasks = [(s.name, "study", 0.0, seed) for s in settings for seed in profile.seeds]
+    run_grid(tasks, score, session.store, progress=session.progress, desc="settings")
+    plotted = {  # the first seed's posteriors (cached: loaded, not trained again)
+        s.name: session.train(train_spec(s, profile.seeds[0], profile), train, say=None)
+        for s in settings
+        if s.kind == "bayes"
+    }
+    histories = {}  # every finished model's training history
+    for s in settings:
+        for seed in profile.seeds:
+            meta = session.finished(train_spec(s, seed, profile).name)
+            if meta is not None:
+                histories[f"{s.name}/{seed}"] = meta["history"]
     names = {s.name for s in settings}
-    rows = [r for r in store.rows() if r["model"] in names and r["seed"] in profile.seeds]
+    rows = [r for r in session.store.rows() if r["model"] in names and r["seed"] in profile.seeds]
     text = tables(rows, settings)
     header = (f"# Posterior study ({profile.name})\n\nMean (std) over training seeds "
               f"{list(profile.seeds)}. Command: `uv run bench/posterior.py "
               f"{' '.join(argv if argv is not None else sys.argv[1:])}`.\n\n")  # fmt: skip
     (run.root / "tables.md").write_text(header + text)
     plot_sigma(plotted, run.root / "sigma.png")
-    write_results(
-        run.root / "results.json",
-        config={**config, "settings": [dataclasses.asdict(s) for s in settings]},
-        provenance=provenance(device),
-        wall_times={"total_this_invocation": time.perf_counter() - t_all},
-        rows=rows,
+    session.finish(
+        rows,
+        config_extra={"settings": [dataclasses.asdict(s) for s in settings]},
         extra={"training_history": histories},
+        history=False,
     )
     print()
     print(text)

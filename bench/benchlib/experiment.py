@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from bnn_core import load_model, save_model
-from robust_vi import Recipe, Trainer
+from robust_vi import Objective, Recipe, Trainer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -92,12 +92,15 @@ class TrainSpec:
 
     ``init_seed``, when set, seeds torch right before ``build`` so that the initial weights
     depend on it alone (not on what was built before it in the process): a study that trains
-    the same model with several seeds names each seed here.
+    the same model with several seeds names each seed here. ``recipe`` may also be a bare
+    objective with its ``channel`` (e.g. plain training: ``AdversarialTraining()`` with an
+    ``IdentityChannel()``); ``options`` are further :class:`robust_vi.Trainer` options
+    (``rho_lr_scale``, ``temperature``, ...).
     """
 
     name: str
     build: Callable[[], nn.Module]
-    recipe: Recipe
+    recipe: Recipe | Objective
     epochs: int
     lr: float
     lr_decay: float
@@ -106,6 +109,8 @@ class TrainSpec:
     kl_warmup_epochs: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     init_seed: int | None = None
+    channel: Any = None
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 def train_or_load(
@@ -132,14 +137,14 @@ def train_or_load(
     final = run.models / f"{spec.name}.pt"
     meta_path = run.models / f"{spec.name}.json"
     if final.exists() and meta_path.exists():
-        model = load_model(final, map_location=device)
-        return model.eval(), json.loads(meta_path.read_text())
+        return _load(spec, final, device).eval(), json.loads(meta_path.read_text())
     if spec.init_seed is not None:
         torch.manual_seed(spec.init_seed)
     model = spec.build().to(device)
     trainer = Trainer(
         model,
         spec.recipe,
+        spec.channel,
         dataset_size=len(train[0]),
         epochs=spec.epochs,
         lr=spec.lr,
@@ -152,6 +157,7 @@ def train_or_load(
         resume=True,
         progress=progress,
         callbacks=callbacks,
+        **spec.options,
     )
     start = time.perf_counter()
     history = trainer.fit(train)
@@ -167,6 +173,15 @@ def train_or_load(
     os.replace(partial, meta_path)
     shutil.rmtree(run.checkpoints / spec.name, ignore_errors=True)
     return model.eval(), meta
+
+
+def _load(spec: TrainSpec, path: Path, device: torch.device) -> nn.Module:
+    """A finished model: rebuilt from its file, or loaded into ``spec.build()`` when no bnn_core
+    builder made it (e.g. a network given MC-dropout layers)."""
+    try:
+        return load_model(path, map_location=device)
+    except ValueError:  # the file holds no architecture configuration
+        return load_model(path, model=spec.build().to(device))
 
 
 def resolve_device(name: str) -> torch.device:
