@@ -44,7 +44,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tqdm.auto import tqdm  # noqa: E402
 
 import mnist  # noqa: E402
-from benchlib.evaluate import ATTACK_FUNCTIONS, AttackSettings, attack, attack_settings  # noqa: E402
+from benchlib.evaluate import (  # noqa: E402
+    ATTACK_FUNCTIONS,
+    AttackSettings,
+    attack,
+    attack_settings,
+    classification_metrics,
+)
 from benchlib.experiment import TrainSpec, config_dict  # noqa: E402
 from benchlib.harness import Session, run_grid, script_parser, select_profile  # noqa: E402
 from benchlib.regression_eval import stable_generator  # noqa: E402
@@ -148,7 +154,7 @@ def evaluate(
         g = stable_generator(device, "attack", name, seed, s, attack_name, eps)
         x_adv = attack(predictive, x, y, attack_name, eps, settings, generator=g)
         with torch.no_grad():
-            scores = mnist.metrics(predictive(x_adv), y)
+            scores = classification_metrics(predictive(x_adv), y)
         return {"train_seed": seed, "test_set": s, **scores, "n": len(y)}
 
     run_grid(

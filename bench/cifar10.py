@@ -32,12 +32,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import os
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,27 +46,33 @@ from torch.utils.data import Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tqdm.auto import tqdm  # noqa: E402
-
 from advbayes_data import load_cifar10  # noqa: E402
-from benchlib.cli import add_run_arguments, apply_allocator, apply_threads  # noqa: E402
-from benchlib.evaluate import ATTACKS, AttackSettings, attack  # noqa: E402
-from benchlib.experiment import REPO, RunDirectory, config_dict, resolve_device  # noqa: E402
-from benchlib.meta import provenance  # noqa: E402
-from benchlib.report import plot_metric_vs_strength, table_at_strength  # noqa: E402
-from benchlib.results import RowStore, row_key, write_results  # noqa: E402
-from bnn_core import (  # noqa: E402
-    PosteriorPredictive,
-    accuracy,
-    cifar_cnn,
-    load_model,
-    nll,
-    predictive_entropy,
-    resnet18,
-    save_model,
+from benchlib.cli import apply_allocator, apply_threads  # noqa: E402
+from benchlib.evaluate import (  # noqa: E402
+    ATTACKS,
+    attack,
+    attack_settings,
+    batched,
+    classification_metrics,
 )
+from benchlib.experiment import (  # noqa: E402
+    RunDirectory,
+    TrainSpec,
+    amp_context,
+    config_dict,
+    resolve_device,
+)
+from benchlib.harness import (  # noqa: E402
+    Session,
+    apply_overrides,
+    run_grid,
+    script_parser,
+    select_profile,
+)
+from benchlib.regression_eval import stable_generator  # noqa: E402
+from benchlib.report import plot_metric_vs_strength, table_at_strength  # noqa: E402
+from bnn_core import PosteriorPredictive, cifar_cnn, resnet18  # noqa: E402
 from robust_vi import Trainer, recipe  # noqa: E402
-from robust_vi import distributed as rdist  # noqa: E402
 
 MODELS = ("BL", "MIX", "NN50", "AT", "AT-PGD")
 """The models, in the tables' order (AT-PGD: AT trained with multi-step PGD)."""
@@ -259,67 +263,30 @@ def build(arch: str, name: str, profile: Profile) -> torch.nn.Module:
     return resnet18(bayesian=bayesian, width=profile.resnet_width, memory_format=fmt)
 
 
-def amp_context(device: torch.device, enabled: bool) -> Any:
-    """bfloat16 autocast on GPUs (a no-op elsewhere or when disabled)."""
-    if enabled and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return nullcontext()
-
-
-def train_model(
-    arch: str,
-    name: str,
-    profile: Profile,
-    data: dict[str, Any],
-    run: RunDirectory,
-    device: torch.device,
-    info: rdist.DistInfo,
-    *,
-    amp: bool,
-    progress: bool,
-) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Train (or load the finished) ``arch/name``; rank 0 saves it, every rank returns it."""
-    key = f"{arch}-{name}"
-    final, meta_path = run.models / f"{key}.pt", run.models / f"{key}.json"
-    if final.exists() and meta_path.exists():
-        return load_model(final, map_location=device).eval(), json.loads(meta_path.read_text())
-    train: Any = (data["x_train"], data["y_train"])
-    if profile.augment:
-        train = Augmented(data["x_train"], data["y_train"], profile.seed)
-    trainer = Trainer(
-        build(arch, name, profile).to(device),
-        recipes(profile)[name],
-        dataset_size=len(data["x_train"]),
+def train_spec(arch: str, name: str, profile: Profile, *, amp: bool) -> TrainSpec:
+    """How ``arch/name`` trains (cached as ``<arch>-<name>``)."""
+    return TrainSpec(
+        name=f"{arch}-{name}",
+        build=lambda: build(arch, name, profile),
+        recipe=recipes(profile)[name],
         epochs=profile.epochs,
         lr=profile.lr,
         lr_decay=profile.lr_decay,
         batch_size=profile.batch_size,
         seed=profile.seed,
-        device=device,
-        checkpoint_dir=run.checkpoints / key,
-        progress=progress,
+        amp=amp,
     )
-    with amp_context(trainer.device, amp):
-        history = trainer.fit(train)
-    meta = {"history": history, "train_time_s": sum(h["time_s"] for h in history)}
-    if info.is_main:
-        run.models.mkdir(parents=True, exist_ok=True)
-        save_model(trainer.model, final)
-        part = meta_path.with_suffix(".json.part")
-        part.write_text(json.dumps(meta, indent=2, default=float))
-        os.replace(part, meta_path)
-    rdist.barrier(info)
-    return trainer.model.eval(), meta
+
+
+def training_data(profile: Profile, data: dict[str, Any]) -> Any:
+    """The training images, augmented (:class:`Augmented`) when the profile says so."""
+    if profile.augment:
+        return Augmented(data["x_train"], data["y_train"], profile.seed)
+    return (data["x_train"], data["y_train"])
 
 
 # ---------------------------------------------------------------------------------------
 # evaluation
-
-
-def _generator(device: torch.device, *parts: object) -> torch.Generator:
-    text = "/".join(str(p) for p in parts)
-    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
-    return torch.Generator(device=device).manual_seed(seed)
 
 
 def evaluate(
@@ -327,51 +294,42 @@ def evaluate(
     model: torch.nn.Module,
     profile: Profile,
     data: dict[str, Any],
-    store: RowStore,
-    device: torch.device,
+    session: Session,
     *,
     attacks: list[str],
     amp: bool,
     chunk: int,
-    progress: bool,
 ) -> None:
     """Score ``model`` on every test set, clean and attacked at both strengths."""
-    settings = AttackSettings(steps=profile.attack_steps)
+    device = session.device
+    settings = attack_settings(profile)
     tasks = [
         (key, name, eps, s)
         for s in range(profile.num_test_sets)
         for name in attacks
         for eps in ([0.0] if name == "Clean" else [profile.train_eps, profile.test_eps])
     ]
-    todo = [t for t in tasks if row_key(*t) not in store]
-    for _, name, eps, s in tqdm(todo, desc=f"evaluating {key}", disable=not progress):
-        t0 = time.perf_counter()
+
+    def score(task: tuple) -> dict[str, Any]:
+        _, name, eps, s = task
         predictive = PosteriorPredictive(
-            model, num_samples=profile.eval_samples, generator=_generator(device, "draws", key, s)
+            model,
+            num_samples=profile.eval_samples,
+            generator=stable_generator(device, "draws", key, s),
         )
-        g = _generator(device, "attack", key, s, name, eps)
-        log_probs = []
+        g = stable_generator(device, "attack", key, s, name, eps)
+
+        def attacked(x: Tensor, y: Tensor) -> Tensor:
+            x_adv = attack(predictive, x, y, name, eps, settings, generator=g)
+            with torch.no_grad():
+                return predictive(x_adv).float()
+
+        x, y = data["x_test"][s].to(device), data["y_test"][s].to(device)
         with amp_context(device, amp):
-            for i in range(0, profile.test_size, chunk):
-                x = data["x_test"][s, i : i + chunk].to(device)
-                y = data["y_test"][s, i : i + chunk].to(device)
-                x_adv = attack(predictive, x, y, name, eps, settings, generator=g)
-                with torch.no_grad():
-                    log_probs.append(predictive(x_adv).float())
-        lp, y = torch.cat(log_probs), data["y_test"][s].to(device)
-        store.add(
-            {
-                "model": key,
-                "attack": name,
-                "eps": eps,
-                "seed": s,
-                "accuracy": float(accuracy(lp, y)),
-                "nll": float(nll(lp, y)),
-                "entropy": float(predictive_entropy(lp)),
-                "n": len(y),
-                "time_s": round(time.perf_counter() - t0, 3),
-            }
-        )
+            lp = batched(attacked, x, y, chunk)
+        return {**classification_metrics(lp, y), "n": len(y)}
+
+    run_grid(tasks, score, session.store, progress=session.progress, desc=f"evaluating {key}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -468,18 +426,17 @@ def write_report(
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    """The command line (``--help`` lists it)."""
+    parser = script_parser(
+        __doc__.split("\n\n")[0],
+        script="cifar10",
+        profiles=PROFILES,
+        threads_help="torch CPU threads (default: torch's)",
+        set_example="--set epochs=2 augment=false",
+    )
     parser.add_argument("--arch", nargs="+", choices=ARCHS, default=None)
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--attacks", nargs="+", choices=ATTACKS, default=list(ATTACKS))
-    parser.add_argument(
-        "--set",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override profile settings, e.g. epochs=2 augment=false",
-    )
     parser.add_argument(
         "--synthetic",
         type=int,
@@ -502,52 +459,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="the same as --run, which torchrun would take for its own --run-path",
     )
-    add_run_arguments(
-        parser,
-        out=REPO / "results" / "cifar10",
-        threads=None,
-        threads_help="torch CPU threads (default: torch's)",
-    )
     return parser.parse_args(argv)
 
 
+OPTIONAL_INTS = ("train_size",)
+
+
 def _override(profile: Profile, items: list[str]) -> Profile:
-    fields = {f.name: f for f in dataclasses.fields(Profile)}
-    changes: dict[str, Any] = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        if key not in fields or key == "name":
-            raise SystemExit(f"--set: unknown setting {key!r}")
-        current = getattr(profile, key)
-        if isinstance(current, bool):
-            changes[key] = value.lower() in ("1", "true", "yes")
-        elif isinstance(current, tuple):
-            changes[key] = tuple(v for v in value.split(",") if v)
-        elif key == "train_size":
-            changes[key] = None if value.lower() == "none" else int(value)
-        else:
-            changes[key] = type(current)(value)
-    return dataclasses.replace(profile, **changes)
+    return apply_overrides(profile, items, optional_ints=OPTIONAL_INTS)[0]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Train, attack, evaluate and report; see the module docstring."""
     args = parse_args(argv)
-    profile = _override(PROFILES[args.profile], args.set)
+    profile = select_profile(PROFILES, args, optional_ints=OPTIONAL_INTS, grid_field=None)
     if args.arch:
         profile = dataclasses.replace(profile, archs=tuple(args.arch))
     if not profile.test_eps > profile.train_eps:
         raise SystemExit("test_eps must be strictly larger than train_eps (Tables 9 and 10)")
-    device = resolve_device(args.device)
-    info = rdist.current(device)
-    if info.enabled and device.type == "cuda":
-        device = torch.device("cuda", info.local_rank)
-    apply_threads(args.threads)
-    apply_allocator(args.allocator)
-    torch.manual_seed(profile.seed)
-    progress = not args.no_progress and info.is_main
     amp = not args.no_amp
     if args.time_epoch:
+        device = resolve_device(args.device)
+        apply_threads(args.threads)
+        apply_allocator(args.allocator)
+        torch.manual_seed(profile.seed)
         print(f"advbayes CIFAR-10 timing on {device}: {args.time_epoch} steps per model")
         timing = time_epochs(profile, args.time_epoch, device, list(args.models))
         out = args.out / (args.run or "timing")
@@ -555,65 +490,53 @@ def main(argv: list[str] | None = None) -> int:
         (out / "timing.json").write_text(json.dumps(timing, indent=2))
         return 0
 
-    run = RunDirectory(args.out / (args.run or profile.name))
-    config = {**config_dict(profile), "synthetic": args.synthetic}
-    if info.is_main:
-        run.prepare(config, fresh=args.fresh, guarded=(*GUARDED, "synthetic"))
-    rdist.barrier(info)
-    wall: dict[str, float] = {}
-    t_all = time.perf_counter()
+    session = Session.start(
+        args,
+        profile,
+        guarded=(*GUARDED, "synthetic"),
+        config={**config_dict(profile), "synthetic": args.synthetic},
+    )
+    run, device, info = session.run, session.device, session.dist
     if info.is_main:
         print(
             f"advbayes CIFAR-10 benchmark: profile {profile.name}, device {device}, "
             f"{info.world_size} process(es), run {run.root}"
         )
     data = load_data(profile, args)
-    store = RowStore(run.rows) if info.is_main else None
-    keys, histories = [], {}
+    keys = []
     for arch in profile.archs:
         for name in args.models:
-            key = f"{arch}-{name}"
-            keys.append(key)
-            model, meta = train_model(
-                arch, name, profile, data, run, device, info, amp=amp, progress=progress
-            )
-            wall[f"train/{key}"] = meta["train_time_s"]
-            histories[key] = meta["history"]
-            if store is not None:  # rank 0 evaluates; the others are done
-                t0 = time.perf_counter()
-                evaluate(
-                    key,
-                    model,
-                    profile,
-                    data,
-                    store,
-                    device,
-                    attacks=list(args.attacks),
-                    amp=amp,
-                    chunk=args.eval_chunk,
-                    progress=progress,
-                )
-                wall[f"evaluate/{key}"] = time.perf_counter() - t0
-    if store is None:
+            spec = train_spec(arch, name, profile, amp=amp)
+            keys.append(spec.name)
+            # a fresh augmentation per model: every model sees the same augmented images
+            train = training_data(profile, data)
+            model = session.train(spec, train, say=print if info.is_main else None)
+            if info.is_main:  # rank 0 evaluates; the others are done
+                with session.timed(f"evaluate/{spec.name}"):
+                    evaluate(
+                        spec.name,
+                        model,
+                        profile,
+                        data,
+                        session,
+                        attacks=list(args.attacks),
+                        amp=amp,
+                        chunk=args.eval_chunk,
+                    )
+    if not info.is_main:
         return 0
-    rows = [r for r in store.rows() if r["model"] in keys]
+    rows = [r for r in session.store.rows() if r["model"] in keys]
     text = write_report(run, profile, rows, keys, list(args.attacks))
-    wall["total_this_invocation"] = time.perf_counter() - t_all
-    write_results(
-        run.root / "results.json",
-        config={
-            **config,
+    session.finish(
+        rows,
+        config_extra={
             "models": list(args.models),
             "attacks": list(args.attacks),
             "world_size": info.world_size,
             "amp_bf16": amp and device.type == "cuda",
         },
-        provenance=provenance(device),
-        wall_times=wall,
-        rows=rows,
         extra={
-            "training_history": histories,
-            "seeds": {"training": profile.seed, "test_sets": list(range(profile.num_test_sets))},
+            "seeds": {"training": profile.seed, "test_sets": list(range(profile.num_test_sets))}
         },
     )
     print(text)

@@ -36,6 +36,7 @@ from benchlib.evaluate import (  # noqa: E402
     ATTACKS,
     AttackSettings,
     attack,
+    classification_metrics,
     ensemble,
 )
 from benchlib.experiment import RunDirectory, TrainSpec  # noqa: E402
@@ -59,9 +60,6 @@ from benchlib.results import RowStore  # noqa: E402
 from benchlib.zoo import MNIST_MODELS, mnist_train_specs, proactive, reactive  # noqa: E402
 from bnn_core import (  # noqa: E402
     PosteriorPredictive,
-    accuracy,
-    nll,
-    predictive_entropy,
 )
 from robust_vi import recipe  # noqa: E402
 
@@ -374,13 +372,8 @@ _generator = stable_generator
 """A generator on ``device`` seeded from ``parts``, stable across runs and processes."""
 
 
-def metrics(log_probs: Tensor, y: Tensor) -> dict[str, float]:
-    """Accuracy, NLL and mean predictive entropy of a classification predictive."""
-    return {
-        "accuracy": float(accuracy(log_probs, y)),
-        "nll": float(nll(log_probs, y)),
-        "entropy": float(predictive_entropy(log_probs)),
-    }
+metrics = classification_metrics
+"""Accuracy, NLL and mean predictive entropy of a classification predictive."""
 
 
 @dataclass

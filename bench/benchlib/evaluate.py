@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from adv_attacks import RobustAccuracy, entropy_attack, one_step, pgd, pgd_plus, robust_accuracy
-from bnn_core import is_bayesian
+from bnn_core import accuracy, is_bayesian, nll, predictive_entropy
 
 ATTACKS = ("Clean", "PGD1", "PGD", "PGD+", "ENT")
 """The paper's attacks, in its column order."""
@@ -213,6 +213,20 @@ def attack(
     if name == "Clean" or eps == 0:
         return x
     return ATTACK_FUNCTIONS[name](predictive, x, y, eps, settings, generator)
+
+
+def classification_metrics(log_probs: Tensor, y: Tensor) -> dict[str, float]:
+    """Accuracy, NLL and mean predictive entropy of a classification predictive.
+
+    Args:
+        log_probs: ``(B, C)`` predictive log-probabilities.
+        y: ``(B,)`` labels.
+    """
+    return {
+        "accuracy": float(accuracy(log_probs, y)),
+        "nll": float(nll(log_probs, y)),
+        "entropy": float(predictive_entropy(log_probs)),
+    }
 
 
 def batched(fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor, size: int) -> Tensor:

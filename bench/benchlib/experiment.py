@@ -14,6 +14,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from torch import nn
 
 from bnn_core import load_model, save_model
 from robust_vi import Objective, Recipe, Trainer
+from robust_vi import distributed as rdist
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -95,7 +97,8 @@ class TrainSpec:
     the same model with several seeds names each seed here. ``recipe`` may also be a bare
     objective with its ``channel`` (e.g. plain training: ``AdversarialTraining()`` with an
     ``IdentityChannel()``); ``options`` are further :class:`robust_vi.Trainer` options
-    (``rho_lr_scale``, ``temperature``, ...).
+    (``rho_lr_scale``, ``temperature``, ...); ``amp`` trains in bfloat16 autocast on GPUs
+    (:func:`amp_context`).
     """
 
     name: str
@@ -111,11 +114,19 @@ class TrainSpec:
     init_seed: int | None = None
     channel: Any = None
     options: dict[str, Any] = field(default_factory=dict)
+    amp: bool = False
+
+
+def amp_context(device: torch.device, enabled: bool) -> Any:
+    """bfloat16 autocast on GPUs (a no-op elsewhere or when disabled)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return nullcontext()
 
 
 def train_or_load(
     spec: TrainSpec,
-    train: tuple[torch.Tensor, torch.Tensor],
+    train: tuple[torch.Tensor, torch.Tensor] | torch.utils.data.Dataset,
     run: RunDirectory,
     device: torch.device,
     *,
@@ -129,7 +140,10 @@ def train_or_load(
     training history and wall time beside it (``<name>.json``). ``callbacks`` are passed to
     :class:`robust_vi.Trainer` (``callback(trainer, record)`` after each epoch, e.g. a
     :class:`robust_vi.OverfittingMonitor`); what they add to an epoch's record is saved in
-    the history, and their time is not counted in the training time.
+    the history, and their time is not counted in the training time. ``train`` is a pair of
+    tensors or a dataset (e.g. one that augments). Under ``torchrun`` every rank trains its
+    shard (:mod:`robust_vi.distributed`), rank 0 alone writes the files and the others wait
+    for it.
 
     Returns:
         The model (on ``device``, in eval mode) and ``{"history", "train_time_s"}``.
@@ -145,7 +159,7 @@ def train_or_load(
         model,
         spec.recipe,
         spec.channel,
-        dataset_size=len(train[0]),
+        dataset_size=len(train[0]) if isinstance(train, tuple) else len(train),
         epochs=spec.epochs,
         lr=spec.lr,
         lr_decay=spec.lr_decay,
@@ -160,18 +174,22 @@ def train_or_load(
         **spec.options,
     )
     start = time.perf_counter()
-    history = trainer.fit(train)
+    with amp_context(trainer.device, spec.amp):
+        history = trainer.fit(train)
     elapsed = time.perf_counter() - start
     # A resumed run only timed its last epochs: the per-epoch times in the history are whole.
     train_time = sum(float(h.get("time_s", 0.0)) for h in history) or elapsed
-    run.models.mkdir(parents=True, exist_ok=True)
-    save_model(model, final)
     meta = {"history": history, "train_time_s": train_time, **spec.extra}
-    # written last and atomically: a model counts as finished only once its .json exists
-    partial = meta_path.with_suffix(".json.part")
-    partial.write_text(json.dumps(meta, indent=2, default=float))
-    os.replace(partial, meta_path)
-    shutil.rmtree(run.checkpoints / spec.name, ignore_errors=True)
+    info = rdist.current(device, init=False)
+    if info.is_main:
+        run.models.mkdir(parents=True, exist_ok=True)
+        save_model(model, final)
+        # written last and atomically: a model counts as finished only once its .json exists
+        partial = meta_path.with_suffix(".json.part")
+        partial.write_text(json.dumps(meta, indent=2, default=float))
+        os.replace(partial, meta_path)
+        shutil.rmtree(run.checkpoints / spec.name, ignore_errors=True)
+    rdist.barrier(info)
     return model.eval(), meta
 
 

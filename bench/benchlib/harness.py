@@ -50,6 +50,7 @@ from benchlib.experiment import (
 )
 from benchlib.meta import provenance
 from benchlib.results import Row, RowStore, row_key, write_results
+from robust_vi import distributed as rdist
 
 P = TypeVar("P")
 
@@ -183,6 +184,7 @@ class Session:
         wall: Wall times by phase (seconds), written to ``results.json``.
         train_meta: Training history and time of every model trained or loaded.
         store: The evaluation rows (``rows.jsonl``).
+        dist: This process's place in a ``torchrun`` run (one process: rank 0 of 1).
     """
 
     run: RunDirectory
@@ -192,6 +194,7 @@ class Session:
     wall: dict[str, float] = field(default_factory=dict)
     train_meta: dict[str, dict[str, Any]] = field(default_factory=dict)
     store: RowStore = field(init=False)
+    dist: rdist.DistInfo = field(default_factory=rdist.DistInfo)
     _start: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self) -> None:
@@ -209,6 +212,10 @@ class Session:
     ) -> Session:
         """Resolve the device, set threads and allocator, seed torch and open the run.
 
+        Under ``torchrun`` the process joins the process group
+        (:func:`robust_vi.distributed.current`; on GPUs each rank takes its local GPU), rank 0
+        alone prepares the run directory and shows progress, and the others wait for it.
+
         Args:
             args: The parsed command line (:func:`script_parser`).
             profile: The profile dataclass (its fields are the saved configuration).
@@ -218,13 +225,19 @@ class Session:
             config: The configuration to save instead of ``profile``'s fields.
         """
         device = resolve_device(args.device)
+        info = rdist.current(device)
+        if info.enabled and device.type == "cuda":
+            device = torch.device("cuda", info.local_rank)
         apply_threads(args.threads)
         apply_allocator(args.allocator)
         torch.manual_seed(int(getattr(profile, "seed", 0)))
         run = RunDirectory(args.out / (args.run or profile.name))  # type: ignore[attr-defined]
         saved = config if config is not None else config_dict(profile)
-        run.prepare(saved, fresh=args.fresh, guarded=tuple(guarded), defaults=defaults)
-        return cls(run=run, device=device, progress=not args.no_progress, config=saved)
+        if info.is_main:
+            run.prepare(saved, fresh=args.fresh, guarded=tuple(guarded), defaults=defaults)
+        rdist.barrier(info)
+        progress = not args.no_progress and info.is_main
+        return cls(run=run, device=device, progress=progress, config=saved, dist=info)
 
     @contextmanager
     def timed(self, phase: str) -> Iterator[None]:
