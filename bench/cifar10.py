@@ -61,6 +61,7 @@ from benchlib.experiment import (  # noqa: E402
     amp_context,
     config_dict,
     resolve_device,
+    training_settings,
 )
 from benchlib.harness import (  # noqa: E402
     Session,
@@ -269,12 +270,8 @@ def train_spec(arch: str, name: str, profile: Profile, *, amp: bool) -> TrainSpe
         name=f"{arch}-{name}",
         build=lambda: build(arch, name, profile),
         recipe=recipes(profile)[name],
-        epochs=profile.epochs,
-        lr=profile.lr,
-        lr_decay=profile.lr_decay,
-        batch_size=profile.batch_size,
-        seed=profile.seed,
         amp=amp,
+        **training_settings(profile),
     )
 
 

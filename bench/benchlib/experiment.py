@@ -117,6 +117,13 @@ class TrainSpec:
     amp: bool = False
 
 
+def training_settings(profile: Any) -> dict[str, Any]:
+    """The training fields of a script's profile that a :class:`TrainSpec` takes: ``epochs``,
+    ``lr``, ``lr_decay``, ``batch_size`` and ``seed``."""
+    keys = ("epochs", "lr", "lr_decay", "batch_size", "seed")
+    return {k: getattr(profile, k) for k in keys}
+
+
 def amp_context(device: torch.device, enabled: bool) -> Any:
     """bfloat16 autocast on GPUs (a no-op elsewhere or when disabled)."""
     if enabled and device.type == "cuda":

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from benchlib.experiment import TrainSpec
+from benchlib.experiment import TrainSpec, training_settings
 from bnn_core import mnist_cnn
 from robust_vi import Recipe, recipe
 
@@ -51,29 +51,26 @@ class ModelDecl:
         return self.reactive_mode is not None
 
 
+def _learned(name: str) -> ModelDecl:
+    """A model trained against a learned channel (NN, NN50) or amortised adversary (AMO)."""
+    return ModelDecl(
+        lambda s: recipe(
+            name,
+            eps=s.train_eps,
+            sigma=s.sigma,
+            input_shape=MNIST_SHAPE,
+            adversary_lr=s.adversary_lr,
+        )
+    )
+
+
 MNIST_MODELS: dict[str, ModelDecl] = {
     "BL": ModelDecl(lambda s: recipe("BL")),
     "OS": ModelDecl(lambda s: recipe("OS", eps=s.train_eps, sigma=s.sigma)),
     "OS50": ModelDecl(lambda s: recipe("OS50", eps=s.train_eps, sigma=s.sigma)),
     "MIX": ModelDecl(lambda s: recipe("MIX", eps=s.train_eps, sigma=s.sigma, sigma0=s.sigma0)),
-    "NN": ModelDecl(
-        lambda s: recipe(
-            "NN",
-            eps=s.train_eps,
-            sigma=s.sigma,
-            input_shape=MNIST_SHAPE,
-            adversary_lr=s.adversary_lr,
-        )
-    ),
-    "NN50": ModelDecl(
-        lambda s: recipe(
-            "NN50",
-            eps=s.train_eps,
-            sigma=s.sigma,
-            input_shape=MNIST_SHAPE,
-            adversary_lr=s.adversary_lr,
-        )
-    ),
+    "NN": _learned("NN"),
+    "NN50": _learned("NN50"),
     "onPure": ModelDecl(None, reactive_mode="online"),
     "offPure": ModelDecl(None, reactive_mode="offline"),
     "onPure-PGD": ModelDecl(None, reactive_mode="online", reactive_channel="pgd"),
@@ -97,24 +94,8 @@ CHANNEL_MODELS: dict[str, ModelDecl] = {
     "MIX-RS": ModelDecl(
         lambda s: recipe("MIX", eps=s.train_eps, sigma=s.sigma, sigma0=s.sigma0, random_start=True)
     ),
-    "AMO": ModelDecl(
-        lambda s: recipe(
-            "AMO",
-            eps=s.train_eps,
-            sigma=s.sigma,
-            input_shape=MNIST_SHAPE,
-            adversary_lr=s.adversary_lr,
-        )
-    ),
-    "AMO50": ModelDecl(
-        lambda s: recipe(
-            "AMO50",
-            eps=s.train_eps,
-            sigma=s.sigma,
-            input_shape=MNIST_SHAPE,
-            adversary_lr=s.adversary_lr,
-        )
-    ),
+    "AMO": _learned("AMO"),
+    "AMO50": _learned("AMO50"),
 }
 """The MNIST models of the channels study (``bench/channels.py``): the trained models of
 :data:`MNIST_MODELS`, the random-start one-step variants OS50-RS and MIX-RS, and the amortised
@@ -150,13 +131,7 @@ def mnist_train_specs(
             :data:`CHANNEL_MODELS` for the channels study).
     """
     registry = MNIST_MODELS if registry is None else registry
-    common = {
-        "epochs": settings.epochs,
-        "lr": settings.lr,
-        "lr_decay": settings.lr_decay,
-        "batch_size": settings.batch_size,
-        "seed": settings.seed,
-    }
+    common = training_settings(settings)
     specs = []
     for name in names:
         decl = registry.get(name)
