@@ -502,9 +502,7 @@ def main(argv: list[str] | None = None) -> int:
             ],
         },
     )
-    print()
-    print(text)
-    print(f"wrote {run.root}/results.json, pareto.md and pareto.png")
+    session.announce(text, ("results.json", "pareto.md", "pareto.png"))
     return 0
 
 

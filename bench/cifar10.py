@@ -536,8 +536,7 @@ def main(argv: list[str] | None = None) -> int:
             "seeds": {"training": profile.seed, "test_sets": list(range(profile.num_test_sets))}
         },
     )
-    print(text)
-    print(f"wrote {run.root}/results.json, tables.md and accuracy_pgd.png")
+    session.announce(text, ("results.json", "tables.md", "accuracy_pgd.png"))
     return 0
 
 

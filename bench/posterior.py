@@ -538,9 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         extra={"training_history": histories},
         history=False,
     )
-    print()
-    print(text)
-    print(f"wrote {run.root}/results.json, tables.md and sigma.png")
+    session.announce(text, ("results.json", "tables.md", "sigma.png"))
     return 0
 
 

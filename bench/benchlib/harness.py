@@ -352,6 +352,13 @@ class Session:
         )
         return path
 
+    def announce(self, text: str, files: Sequence[str]) -> None:
+        """Print the report ``text`` and the files written to the run directory."""
+        names = ", ".join(files[:-1]) + (" and " if len(files) > 1 else "") + files[-1]
+        print()
+        print(text)
+        print(f"wrote {self.run.root}/{names}")
+
     def wall_summary(self) -> str:
         """The wall times as one JSON line (seconds, one decimal)."""
         return json.dumps({k: round(v, 1) for k, v in self.wall.items()})

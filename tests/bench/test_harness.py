@@ -105,3 +105,85 @@ def test_attack_registry_dispatches_and_refuses_unknown_names():
     assert entropy(low) < entropy(x) < entropy(high)
     with pytest.raises(ValueError, match="AA"):
         attack(predictive, x, y, "AA", 0.3, settings)
+
+
+def test_train_or_load_runs_callbacks_seeds_the_build_and_reloads_any_module(tmp_path):
+    import dataclasses
+    import json
+
+    import torch
+    from torch import nn
+
+    from adv_channels import IdentityChannel
+    from benchlib.experiment import RunDirectory, TrainSpec, train_or_load
+    from robust_vi import AdversarialTraining
+
+    def build():  # no bnn_core builder: saved without an architecture configuration
+        return nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.1), nn.Linear(8, 3))
+
+    seen = []
+
+    def callback(trainer, record):
+        seen.append(record["epoch"])
+        record["cb"] = 1.0
+
+    spec = TrainSpec(
+        name="m", build=build, recipe=AdversarialTraining(), channel=IdentityChannel(),
+        epochs=2, lr=1e-2, lr_decay=1.0, batch_size=8, seed=0, init_seed=7,
+    )  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    data = (torch.rand(16, 4, generator=g), torch.randint(0, 3, (16,), generator=g))
+    run, cpu = RunDirectory(tmp_path / "a"), torch.device("cpu")
+    torch.manual_seed(123)  # the global state must not matter: init_seed decides
+    model, meta = train_or_load(spec, data, run, cpu, progress=False, callbacks=[callback])
+    assert len(seen) == 2 and all(h["cb"] == 1.0 for h in meta["history"])
+    torch.manual_seed(456)
+    other, _ = train_or_load(dataclasses.replace(spec, name="n"), data, run, cpu, progress=False)
+    for a, b in zip(model.state_dict().values(), other.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)  # same init seed and data: the same network
+    stamp = (run.models / "m.pt").stat().st_mtime_ns
+    seen.clear()
+    again, meta2 = train_or_load(spec, data, run, cpu, callbacks=[callback])
+    assert seen == [] and (run.models / "m.pt").stat().st_mtime_ns == stamp  # not retrained
+    assert meta2 == json.loads((run.models / "m.json").read_text())
+    for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b)  # loaded into a fresh build
+    assert not again.training
+
+
+def _args(tmp_path, run):
+    return argparse.Namespace(
+        device="cpu", threads=None, allocator="default", out=tmp_path, run=run, fresh=False,
+        no_progress=True,
+    )  # fmt: skip
+
+
+def test_session_finished_reads_only_finished_models(tmp_path):
+    run_dir = tmp_path / "r"
+    s = Session.start(_args(tmp_path, "r"), P("quick", 1, (1.0,)), guarded=())
+    assert s.finished("m") is None
+    s.run.models.mkdir(parents=True)
+    (s.run.models / "m.json").write_text('{"history": [], "train_time_s": 1.0}')
+    assert s.finished("m") is None  # no weights yet
+    (s.run.models / "m.pt").write_bytes(b"")
+    assert s.finished("m") == {"history": [], "train_time_s": 1.0} == s.train_meta["m"]
+    assert run_dir.exists()
+
+
+def test_training_and_attack_settings_read_the_profile():
+    from benchlib.evaluate import attack_settings
+    from benchlib.experiment import training_settings
+
+    @dataclass(frozen=True)
+    class Q:
+        epochs: int = 3
+        lr: float = 0.1
+        lr_decay: float = 0.9
+        batch_size: int = 4
+        seed: int = 5
+        attack_steps: int = 7
+        aa_steps: int = 2
+
+    assert training_settings(Q()) == dict(epochs=3, lr=0.1, lr_decay=0.9, batch_size=4, seed=5)
+    s = attack_settings(Q(), clamp=None)
+    assert (s.steps, s.aa_steps, s.aa_queries, s.clamp) == (7, 2, AttackSettings.aa_queries, None)
