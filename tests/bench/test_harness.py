@@ -82,18 +82,18 @@ def test_attack_registry_dispatches_and_refuses_unknown_names():
     import torch
 
     assert {"PGD1", "PGD", "PGD+", "ENT", "ENT-"} <= set(ATTACK_FUNCTIONS)
-    w = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    w = torch.randn(4, 5, generator=torch.Generator().manual_seed(0))
 
-    def predictive(x):
-        return torch.log_softmax(x @ w, -1)
+    def predictive(x):  # images (B, 1, 2, 2), 5 classes (APGD-T of AA needs at least 4)
+        return torch.log_softmax(x.flatten(1) @ w, -1)
 
-    x = torch.full((5, 4), 0.5)
+    x = torch.full((5, 1, 2, 2), 0.5)
     y = torch.zeros(5, dtype=torch.long)
-    settings = AttackSettings(steps=5)
+    settings = AttackSettings(steps=5, aa_steps=5, aa_targets=2, aa_queries=20, aa_eot=1)
     g = torch.Generator().manual_seed(1)
     for name in ATTACK_FUNCTIONS:
         x_adv = attack(predictive, x, y, name, 0.3, settings, generator=g)
-        assert (x_adv - x).norm(dim=1).max() <= 0.3 + 1e-5  # stays in its L2 ball
+        assert (x_adv - x).flatten(1).norm(dim=1).max() <= 0.3 + 1e-5  # in its L2 ball
 
     # ENT- lowers the entropy that ENT raises
     def entropy(z):
@@ -103,8 +103,8 @@ def test_attack_registry_dispatches_and_refuses_unknown_names():
     low = attack(predictive, x, y, "ENT-", 0.3, settings, generator=g)
     high = attack(predictive, x, y, "ENT", 0.3, settings, generator=g)
     assert entropy(low) < entropy(x) < entropy(high)
-    with pytest.raises(ValueError, match="AA"):
-        attack(predictive, x, y, "AA", 0.3, settings)
+    with pytest.raises(ValueError, match="XYZ"):
+        attack(predictive, x, y, "XYZ", 0.3, settings)
 
 
 def test_train_or_load_runs_callbacks_seeds_the_build_and_reloads_any_module(tmp_path):

@@ -466,9 +466,11 @@ class APGDT(_APGDBase):
     Success is untargeted (the prediction differs from the label). Needs at least 4
     classes; ``n_targets`` is capped at ``C - 1``.
 
+    The options ``eps``, ``norm``, ``clamp``, ``steps`` (per target), ``n_restarts``,
+    ``rho``, ``eot``, ``random_start``, ``chunk_size`` and ``progress`` are those of
+    :class:`APGD`.
+
     Args:
-        eps, norm, clamp, steps, n_restarts, rho, eot, random_start, chunk_size, progress:
-            As :class:`APGD` (``steps`` per target).
         n_targets: ``k``, default 9 (AutoAttack's standard setting).
 
     Examples:
