@@ -37,7 +37,7 @@ from adv_channels._checks import (
 )
 from adv_channels.base import Predictive
 from adv_channels.budget import squash_to_ball
-from adv_channels.generators import _check_int, encode_labels
+from adv_channels.generators import _check_int, encode_labels, image_shape
 from adv_channels.learned import LearnedChannel
 
 __all__ = [
@@ -131,12 +131,7 @@ class ConvAmortisedGenerator(nn.Module):
         hidden: int = 16,
     ) -> None:
         super().__init__()
-        c = _check_int(in_channels, "in_channels")
-        if isinstance(image_size, int) and not isinstance(image_size, bool):
-            image_size = (image_size, image_size)
-        if not isinstance(image_size, tuple | list) or len(image_size) != 2:
-            raise TypeError(f"image_size must be an int or an (H, W) pair, got {image_size!r}")
-        h, w = (_check_int(v, "image_size") for v in image_size)
+        c, h, w = image_shape(in_channels, image_size)
         hidden = _check_int(hidden, "hidden")
         self.num_classes = None if num_classes is None else _check_int(num_classes, "num_classes")
         self.input_shape = (c, h, w)

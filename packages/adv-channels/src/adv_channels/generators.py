@@ -69,6 +69,21 @@ def encode_labels(y: Tensor, num_classes: int | None, dtype: torch.dtype) -> Ten
     return F.one_hot(y.long(), num_classes).to(dtype)
 
 
+def image_shape(in_channels: object, image_size: object) -> tuple[int, int, int]:
+    """Validate a generator's image geometry: ``(C, H, W)`` from channels and an int or pair.
+
+    Raises:
+        TypeError, ValueError: For anything but positive ints (``image_size``: one or two).
+    """
+    c = _check_int(in_channels, "in_channels")
+    if isinstance(image_size, int) and not isinstance(image_size, bool):
+        image_size = (image_size, image_size)
+    if not isinstance(image_size, tuple | list) or len(image_size) != 2:
+        raise TypeError(f"image_size must be an int or an (H, W) pair, got {image_size!r}")
+    h, w = (_check_int(v, "image_size") for v in image_size)
+    return c, h, w
+
+
 class ConvGenerator(nn.Module):
     """Convolutional perturbation generator for images (paper SM-5.4, MNIST).
 
@@ -97,12 +112,7 @@ class ConvGenerator(nn.Module):
         hidden: int = 16,
     ) -> None:
         super().__init__()
-        c = _check_int(in_channels, "in_channels")
-        if isinstance(image_size, int) and not isinstance(image_size, bool):
-            image_size = (image_size, image_size)
-        if not isinstance(image_size, tuple | list) or len(image_size) != 2:
-            raise TypeError(f"image_size must be an int or an (H, W) pair, got {image_size!r}")
-        h, w = (_check_int(v, "image_size") for v in image_size)
+        c, h, w = image_shape(in_channels, image_size)
         hidden = _check_int(hidden, "hidden")
         self.num_classes = None if num_classes is None else _check_int(num_classes, "num_classes")
         self.input_shape = (c, h, w)
