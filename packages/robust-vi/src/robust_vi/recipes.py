@@ -174,6 +174,16 @@ def _bound_objective(
     return SurrogateELBO(**kwargs)
 
 
+_LEARNED_CHANNELS = {
+    RecipeName.NN: (nn_channel, False),
+    RecipeName.NN50: (nn50_channel, True),
+    RecipeName.AMO: (amo_channel, False),
+    RecipeName.AMO50: (amo50_channel, True),
+}
+"""The learned-channel recipes: the channel's constructor and whether half the batch is clean
+(identity with ``σ₀``)."""
+
+
 def recipe(
     name: RecipeName | str,
     *,
@@ -320,43 +330,17 @@ def recipe(
             clamp=clamp,
             random_start=random_start,
         )
-    elif rname is RecipeName.NN:
-        channel = nn_channel(
+    elif rname in _LEARNED_CHANNELS:
+        build, half = _LEARNED_CHANNELS[rname]
+        extra = {"sigma0": zero0} if half else {}
+        channel = build(
             learned_shape(),
             eps=eps,
             sigma_max=sigma,
             num_classes=labels,
             clamp=clamp,
             lr=adversary_lr,
-        )
-    elif rname is RecipeName.NN50:
-        channel = nn50_channel(
-            learned_shape(),
-            eps=eps,
-            sigma_max=sigma,
-            num_classes=labels,
-            sigma0=zero0,
-            clamp=clamp,
-            lr=adversary_lr,
-        )
-    elif rname is RecipeName.AMO:
-        channel = amo_channel(
-            learned_shape(),
-            eps=eps,
-            sigma_max=sigma,
-            num_classes=labels,
-            clamp=clamp,
-            lr=adversary_lr,
-        )
-    elif rname is RecipeName.AMO50:
-        channel = amo50_channel(
-            learned_shape(),
-            eps=eps,
-            sigma_max=sigma,
-            num_classes=labels,
-            sigma0=zero0,
-            clamp=clamp,
-            lr=adversary_lr,
+            **extra,
         )
     elif rname in (RecipeName.AT, RecipeName.ALP):
         channel = at50_channel(eps=eps, objective=attack, norm=norm, clamp=clamp)
