@@ -3,7 +3,8 @@
 ``uv run bench/channels.py`` trains, on the MNIST quick profile of ``bench/mnist.py`` (its
 data, test sets and training settings), every recipe of the study -- BL, AT, AT-PGD, OS, OS50,
 MIX, NN, NN50, the random-start one-step variants OS50-RS and MIX-RS, and the amortised
-adversary AMO and AMO50 (docs/theory.md) -- with several training seeds, attacks each model
+adversary AMO and AMO50 with their one-pass variants AMO-J and AMO50-J (docs/theory.md) --
+with several training seeds, attacks each model
 white box at ε = 2 (L2; PGD with the bench's 50 steps and random start), and writes
 ``results/channels/<run>/``: ``results.json`` (configuration, provenance, every row, each
 model's training history), ``pareto.md`` (mean (std) over training seeds of accuracy under
@@ -12,7 +13,9 @@ same seed; the Pareto front on robust accuracy against time), ``pareto.png`` (ro
 against relative training time) and ``overfitting.md`` (catastrophic-overfitting check).
 
 The bar: does some Bayesian channel recipe match or beat AT-PGD's accuracy under attack with
-a lower NLL under attack, at no more than AT-PGD's training time in the same run?
+a lower NLL under attack, at no more than AT-PGD's training time in the same run? It is
+judged under AA when AA is among the attacks (else under the first attack), and reported
+under the others for comparison.
 
 Catastrophic overfitting: every model but BL is trained with
 :class:`robust_vi.OverfittingMonitor` on 100 held-out test images (not in the test sets):
@@ -71,8 +74,12 @@ RECIPES = (
     "MIX-RS",
     "AMO",
     "AMO50",
+    "AMO-J",
+    "AMO50-J",
 )
-"""Every recipe of the study; ``-RS``: one-step components with a random start."""
+"""Every recipe of the study; ``-RS``: one-step components with a random start; ``-J``: the
+amortised generator trained jointly from the model step's backward pass, its refinement at
+half resolution."""
 POINT_ESTIMATES = tuple(k for k in RECIPES if CHANNEL_MODELS[k].point_estimate)
 REFERENCE = "AT-PGD"
 """The bar's reference: multi-step adversarial training."""
@@ -449,7 +456,18 @@ def main(argv: list[str] | None = None) -> int:
     headline = args.attacks[0]
     front = pareto_front(stats, headline)
     table = pareto_table(stats, names, list(args.attacks), front, study.eps)
-    passing, bar_lines = bar_check(stats, headline)
+    # the bar is judged under AA (the attack ensemble) when it ran, else the first attack
+    bar_attack = "AA" if "AA" in args.attacks else headline
+    passing, bar_lines = bar_check(stats, bar_attack)
+    other_bars = [
+        line
+        for a in args.attacks
+        if a != bar_attack
+        for line in (
+            f"Under {a}, for comparison: met by {', '.join(bar_check(stats, a)[0]) or 'none'}",
+            "",
+        )
+    ]
     co_table, flagged = overfitting_report(metas, study.monitor_drop)
     text = "\n".join(
         [
@@ -466,12 +484,13 @@ def main(argv: list[str] | None = None) -> int:
             "",
             table,
             "",
-            f"## The bar (against {REFERENCE}, {headline} at ε = {study.eps:g})",
+            f"## The bar (against {REFERENCE}, {bar_attack} at ε = {study.eps:g})",
             "",
             *bar_lines,
             "",
             f"Bar met by: {', '.join(passing) if passing else 'none'}",
             "",
+            *other_bars,
             "## Catastrophic overfitting (held-out monitor)",
             "",
             co_table,
@@ -496,6 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         extra={
             "summary": {n: {k: list(v) for k, v in s.items()} for n, s in stats.items()},
             "pareto_front": front,
+            "bar_attack": bar_attack,
             "bar_met_by": passing,
             "catastrophic_overfitting": [
                 {"recipe": n, "seed": s, "epochs": e} for n, s, e in flagged

@@ -51,8 +51,9 @@ class ModelDecl:
         return self.reactive_mode is not None
 
 
-def _learned(name: str) -> ModelDecl:
-    """A model trained against a learned channel (NN, NN50) or amortised adversary (AMO)."""
+def _learned(name: str, **options: Any) -> ModelDecl:
+    """A model trained against a learned channel (NN, NN50) or amortised adversary (AMO);
+    ``options``: more :func:`robust_vi.recipe` arguments (the amortised variants')."""
     return ModelDecl(
         lambda s: recipe(
             name,
@@ -60,6 +61,7 @@ def _learned(name: str) -> ModelDecl:
             sigma=s.sigma,
             input_shape=MNIST_SHAPE,
             adversary_lr=s.adversary_lr,
+            **options,
         )
     )
 
@@ -96,10 +98,13 @@ CHANNEL_MODELS: dict[str, ModelDecl] = {
     ),
     "AMO": _learned("AMO"),
     "AMO50": _learned("AMO50"),
+    "AMO-J": _learned("AMO", adversary_update="joint", generator_stride=2),
+    "AMO50-J": _learned("AMO50", adversary_update="joint", generator_stride=2),
 }
 """The MNIST models of the channels study (``bench/channels.py``): the trained models of
 :data:`MNIST_MODELS`, the random-start one-step variants OS50-RS and MIX-RS, and the amortised
-adversary AMO/AMO50 (docs/theory.md)."""
+adversary AMO/AMO50 and its one-pass variants AMO-J/AMO50-J (the generator trained jointly
+from the model step's backward pass, its refinement at half resolution; docs/theory.md)."""
 
 
 def proactive(registry: dict[str, ModelDecl]) -> tuple[str, ...]:

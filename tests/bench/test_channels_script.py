@@ -22,6 +22,7 @@ TINY = [
     "--recipes",
     "AT-PGD",
     "AMO50",
+    "AMO50-J",
     "--set",
     "epochs=1",
     "train_size=128",
@@ -38,7 +39,8 @@ def test_study_writes_table_plot_bar_and_overfitting(tmp_path, restore_torch_thr
     payload = json.loads((run / "results.json").read_text())
     assert {"summary", "pareto_front", "bar_met_by", "catastrophic_overfitting"} <= set(payload)
     rows = payload["rows"]
-    assert {r["model"] for r in rows} == {"BL", "AT-PGD", "AMO50"}  # BL added
+    assert {r["model"] for r in rows} == {"BL", "AT-PGD", "AMO50", "AMO50-J"}  # BL added
+    assert payload["bar_attack"] == "PGD"  # no AA in this run
     assert {r["attack"] for r in rows} == {"Clean", "PGD"}
     assert {r["train_seed"] for r in rows} == {0, 1}
     text = (run / "pareto.md").read_text()

@@ -169,3 +169,99 @@ def test_adversary_fraction_trains_on_the_first_share_of_the_batch(cnn, images):
     ].adversary_fraction == pytest.approx(0.5)
     with pytest.raises(ValueError, match="adversary_fraction"):
         amo_channel((5,), eps=0.5, sigma_max=0.1, num_classes=None, adversary_fraction=1.5)
+
+
+# -- the half-resolution generator --------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(1, 10, 10), (3, 7, 9), (2, 4, 5)])
+def test_half_resolution_generator_shapes_and_initial_direction(shape):
+    """``stride=2`` maps back to any ``H×W`` (odd sizes too) and starts at ``a ĝ`` exactly."""
+    c, h, w = shape
+    torch.manual_seed(0)
+    net = ConvAmortisedGenerator(c, (h, w), num_classes=4, stride=2)
+    x = torch.rand(5, *shape)
+    g = torch.randn(5, *shape)
+    g_unit = g / g.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    d, s = net(x, torch.tensor([0, 1, 2, 3, 0]), g_unit)
+    assert d.shape == s.shape == x.shape
+    torch.testing.assert_close(d, 2.0 * g_unit)  # the r half of the head is zero at init
+    assert s.abs().sum() > 0  # the log-scale half is not
+    # after one ascent step the refinement is no longer zero: it is trainable
+    ch = AmortisedChannel(net, eps=1.0, sigma_max=0.2)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, 4))
+    ch.adversary_step(model, x, torch.tensor([0, 1, 2, 3, 0]))
+    d2, _ = net(x, torch.tensor([0, 1, 2, 3, 0]), g_unit)
+    assert not torch.allclose(d2, net.gain.detach() * g_unit)
+
+
+@pytest.mark.parametrize("factor", [1.0, 1e3])
+def test_half_resolution_mean_perturbation_respects_the_budget(cnn, images, norm_of, factor):
+    x, y = images
+    torch.manual_seed(0)
+    ch = amo_channel((1, 10, 10), eps=0.5, sigma_max=0.3, num_classes=10, stride=2)
+    _boost(ch.network, factor)
+    mu = ch.mean(x, y, cnn)
+    assert (norm_of(mu - x) <= 0.5 * (1 + 1e-6)).all()
+    assert mu.min() >= 0 and mu.max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"stride": 3}, "stride"),
+        ({"stride": True}, "stride"),
+        ({"image_size": 3, "stride": 2}, "4×4"),
+    ],
+)
+def test_half_resolution_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ConvAmortisedGenerator(1, **({"image_size": 10} | kwargs), num_classes=10)
+
+
+# -- the joint update ----------------------------------------------------------------------
+
+
+def test_joint_update_ascends_the_loss_its_backward_pass_left(cnn, images):
+    """``update="joint"``: no own step; the generator keeps its gradient in autograd and
+    ``joint_adversary_step`` raises the loss of the backward pass that filled it."""
+    x, y = images
+    torch.manual_seed(0)
+    ch = amo_channel(
+        (1, 10, 10), eps=1.0, sigma_max=1e-3, num_classes=10, clamp=None, update="joint", lr=1e-3
+    )
+    before = [p.detach().clone() for p in ch.network.parameters()]
+    assert ch.adversary_step(cnn, x, y) is None  # a no-op: the trainer's pass trains it
+    assert all(torch.equal(a, p) for a, p in zip(before, ch.network.parameters(), strict=True))
+    assert ch.joint_parameters() == list(ch.network.parameters())
+
+    def loss() -> torch.Tensor:
+        x_adv = ch.sample(x, y, cnn, generator=torch.Generator().manual_seed(5))
+        return F.cross_entropy(cnn(x_adv), y)
+
+    start = loss()
+    start.backward()
+    assert all(p.grad is not None for p in ch.network.parameters())
+    cnn.zero_grad(set_to_none=True)
+    ch.joint_adversary_step()
+    assert all(p.grad is None for p in ch.network.parameters())  # cleared after the step
+    assert any(not torch.equal(a, p) for a, p in zip(before, ch.network.parameters(), strict=True))
+    with torch.no_grad():
+        assert float(loss()) > float(start)  # ascent (same noise draw)
+
+
+def test_alternating_update_has_no_joint_parameters_and_mixtures_forward_them(images):
+    alternating = amo_channel((1, 10, 10), eps=1.0, sigma_max=0.2, num_classes=10)
+    assert alternating.update == "alternating" and alternating.joint_parameters() == []
+    before = [p.detach().clone() for p in alternating.network.parameters()]
+    alternating.joint_adversary_step()  # a no-op
+    assert all(
+        torch.equal(a, p) for a, p in zip(before, alternating.network.parameters(), strict=True)
+    )
+    mix = amo50_channel((1, 10, 10), eps=1.0, sigma_max=0.2, num_classes=10, update="joint")
+    learned = mix.components[1]
+    assert learned.update == "joint" and mix.joint_parameters() == learned.joint_parameters()
+    assert mix.adversary_step(lambda t: t.flatten(1)[:, :10], *images) is None
+    with pytest.raises(ValueError, match="update"):
+        amo_channel((1, 10, 10), eps=1.0, sigma_max=0.2, num_classes=10, update="sometimes")
+    assert "update='joint'" in repr(learned)

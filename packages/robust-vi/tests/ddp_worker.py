@@ -1,7 +1,8 @@
 """Worker of the data-parallel tests: run as ``torchrun ... ddp_worker.py OUT JOB...`` or plainly.
 
 Each JOB is ``name:recipe:epochs:seed_ranks:checkpoint[:kill_at]`` (recipe ``BN``: BL on the
-MLP with a batch-norm layer and an unused Bayesian layer); the worker trains a tiny
+MLP with a batch-norm layer and an unused Bayesian layer; ``AMOJ``: AMO50 with the joint
+generator update); the worker trains a tiny
 Bayesian MLP on a fixed synthetic dataset of 27 points with a global batch of 8 (the last global
 batch, 3 points, is split unevenly across two ranks), and writes
 ``OUT/<name>-rank<r>.pt`` holding the model's and channel's state and the history. With
@@ -76,6 +77,8 @@ def main(argv: list[str]) -> None:
         batch_norm = rec == "BN"  # BL on a network with batch-norm and an unused layer
         rec = "BL" if batch_norm else rec
         kwargs = {} if rec == "BL" else {"eps": 0.5, "input_shape": (6,)}
+        if rec == "AMOJ":
+            rec, kwargs = "AMO50", kwargs | {"adversary_update": "joint"}
         net = model(kill_at, batch_norm)
         init = {k: v.clone() for k, v in net.state_dict().items()}
         trainer = Trainer(

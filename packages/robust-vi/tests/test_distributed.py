@@ -163,7 +163,14 @@ def runs(tmp_path_factory):
     killed = _launch(out, "res:MIX:2:1:1:3")
     assert killed.returncode != 0  # torchrun reports the dead rank
     two = _launch(
-        out, "res:MIX:2:1:1", "eq:BL:1:0:0", "nn:NN:1:1:0", "ref:MIX:2:1:0", "bn:BN:1:1:0"
+        out,
+        "res:MIX:2:1:1",
+        "eq:BL:1:0:0",
+        "nn:NN:1:1:0",
+        "nn50:NN50:1:1:0",
+        "amoj:AMOJ:1:1:0",
+        "ref:MIX:2:1:0",
+        "bn:BN:1:1:0",
     )
     assert two.returncode == 0, two.stderr[-3000:]
     spec = importlib.util.spec_from_file_location("ddp_worker", WORKER)
@@ -188,9 +195,14 @@ def test_two_processes_equal_one_process_over_the_same_global_batches(runs):
         assert rank0["history"][0][key] == pytest.approx(single["history"][0][key], rel=1e-5)
 
 
-def test_learned_channel_generator_is_synchronised_and_streams_are_per_rank(runs):
+@pytest.mark.parametrize("job", ["nn", "nn50", "amoj"], ids=["NN", "NN50", "AMO50-joint"])
+def test_learned_channel_generator_is_synchronised_and_streams_are_per_rank(runs, job):
+    # also a generator inside a mixture (NN50 was left unsynchronised before), and with the
+    # joint update, whose generator gradients come from each rank's own backward pass
     out = runs
-    a, b = _load(out, "nn", 0), _load(out, "nn", 1)
+    a, b = _load(out, job, 0), _load(out, job, 1)
+    extra = [v for k, v in a["channel"].items() if k.endswith("_extra_state")]
+    assert extra and all(e["optimizer"]["state"] for e in extra)  # the generator stepped
     for k, v in a["channel"].items():
         if isinstance(v, torch.Tensor):
             assert torch.equal(v, b["channel"][k]), k

@@ -348,24 +348,64 @@ def test_dataset_size_of_a_loader_follows_its_subset_sampler(make_images, small_
     assert trainer.history[-1]["epoch"] == 1
 
 
-def _amo50(small_cnn, seed):
+def _amo50(small_cnn, seed, **options):
     torch.manual_seed(seed)
     model = small_cnn(seed=seed)
-    return model, recipe("AMO50", eps=1.0, input_shape=(1, 12, 12), num_classes=3)
+    return model, recipe("AMO50", eps=1.0, input_shape=(1, 12, 12), num_classes=3, **options)
 
 
-def test_amortised_adversary_resumes_exactly(tmp_path, make_images, small_cnn):
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"adversary_update": "joint", "generator_stride": 2}],
+    ids=["alternating", "joint"],
+)
+def test_amortised_adversary_resumes_exactly(tmp_path, make_images, small_cnn, options):
     # the generator, its Adam moments and step counts checkpoint with the model's state
     x, y = make_images(32)
-    model, r = _amo50(small_cnn, seed=0)
+    model, r = _amo50(small_cnn, 0, **options)
+    init = [p.detach().clone() for p in r.channel.components[1].network.parameters()]
     reference = Trainer(model, r, progress=False, **CONFIG)
     reference.fit((x, y))
     model2, r2, history = _interrupted_and_resumed(
-        lambda seed: _amo50(small_cnn, seed), x, y, tmp_path, fresh_seed=123
+        lambda seed: _amo50(small_cnn, seed, **options), x, y, tmp_path, fresh_seed=123
     )
     _assert_same_run((model, r.channel, reference.history), (model2, r2.channel, history))
     adam = r2.channel.components[1].optimizer.state_dict()["state"]
     assert adam and int(adam[0]["step"]) == 3 * 2  # 3 epochs of 2 batches
+    trained = r.channel.components[1].network.parameters()
+    assert any(not torch.equal(a, p) for a, p in zip(init, trained, strict=True))
+    assert ("adversary_loss" in history[-1]) == (not options)  # joint: no own loss pass
+
+
+class _CountingNet(torch.nn.Module):
+    """Counts the examples each forward pass of ``net`` sees."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.calls: list[int] = []
+
+    def forward(self, x):
+        self.calls.append(x.shape[0])
+        return self.net(x)
+
+
+@pytest.mark.parametrize(
+    ("update", "passes"),
+    [("alternating", [16] * 4), ("joint", [16, 16])],
+)
+def test_joint_update_costs_one_gradient_pass_and_the_training_pass(
+    make_images, small_cnn, update, passes
+):
+    """Per batch of 16 the joint amortised adversary runs the model twice (the input gradient
+    at x and the training pass at x'), the alternating one four times (its adversary step
+    adds a gradient pass and a forward pass on its own x')."""
+    x, y = make_images(16)
+    torch.manual_seed(0)
+    model = _CountingNet(small_cnn(seed=0))
+    r = recipe("AMO", eps=1.0, input_shape=(1, 12, 12), num_classes=3, adversary_update=update)
+    Trainer(model, r, epochs=1, batch_size=16, progress=False).fit((x, y))
+    assert model.calls == passes
 
 
 def test_amortised_adversary_trains_a_regression_mlp():

@@ -23,6 +23,7 @@ optimiser state is saved with the channel's ``state_dict``.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -99,23 +100,29 @@ class ConvAmortisedGenerator(nn.Module):
     """Gradient-informed generator for images: ``(x, y, ĝ) -> (a ĝ + r, s)``.
 
     The refinement reads ``x`` and ``√d ĝ`` (so that both are of order one per pixel) stacked
-    as channels: a 3×3 convolution to ``hidden`` maps, a dilated 3×3 convolution (receptive
-    field 7×7), a per-map bias from the one-hot label, and a 4×-pooled context branch
-    (average-pool 4, 3×3 convolution, nearest upsampling) added back, so that each pixel's
-    output also depends on a 28×28 image's global layout; one 3×3 head for ``r`` (zero
-    initialised) and one for the log-scale ``s``.
+    as channels. With ``stride=1``: a 3×3 convolution to ``hidden`` maps, a dilated 3×3
+    convolution (receptive field 7×7), a per-map bias from the one-hot label, and a 4×-pooled
+    context branch (average-pool 4, 3×3 convolution, nearest upsampling) added back, so that
+    each pixel's output also depends on a 28×28 image's global layout; one 3×3 head for ``r``
+    (zero initialised) and one for the log-scale ``s``. With ``stride=2`` the same body runs
+    at half the resolution: a strided 4×4 convolution down, the dilated convolution and label
+    bias at ``H/2`` (receptive field 13×13 in the input), a 2×-pooled context branch (the same
+    ``H/4`` grid), and one sub-pixel head back up (a 3×3 convolution to ``4·2C`` maps at
+    ``H/2``, shuffled into ``2C`` maps at ``H``: Shi et al. 2016) for both ``r`` and ``s`` --
+    about a quarter of the operations (docs/theory.md, "Amortised adversary").
 
     Args:
         in_channels: Image channels ``C``.
         image_size: ``H`` (square) or ``(H, W)``.
         num_classes: Classes of the one-hot label, or ``None`` for a real-valued label.
         hidden: Feature maps; default 16.
+        stride: ``1`` (full resolution, default) or ``2`` (half resolution).
 
     Shape:
         - x, g_unit: ``(B, C, H, W)``; y: ``(B,)``; outputs: two ``(B, C, H, W)`` tensors.
 
     Examples:
-        >>> net = ConvAmortisedGenerator(1, 28, num_classes=10)
+        >>> net = ConvAmortisedGenerator(1, 28, num_classes=10, stride=2)
         >>> x, g = torch.rand(2, 1, 28, 28), torch.randn(2, 1, 28, 28)
         >>> d, s = net(x, torch.tensor([3, 7]), g / g.flatten(1).norm(dim=1).view(2, 1, 1, 1))
         >>> d.shape, s.shape
@@ -129,22 +136,38 @@ class ConvAmortisedGenerator(nn.Module):
         *,
         num_classes: int | None = 10,
         hidden: int = 16,
+        stride: int = 1,
     ) -> None:
         super().__init__()
         c, h, w = image_shape(in_channels, image_size)
         hidden = _check_int(hidden, "hidden")
+        if stride not in (1, 2) or isinstance(stride, bool):
+            raise ValueError(f"stride must be 1 or 2; got {stride!r}")
+        if stride == 2 and min(h, w) < 4:
+            raise ValueError(f"stride=2 needs images of at least 4×4 pixels; got {h}×{w}")
         self.num_classes = None if num_classes is None else _check_int(num_classes, "num_classes")
         self.input_shape = (c, h, w)
+        self.stride = stride
         self.gain = nn.Parameter(torch.tensor(INITIAL_GAIN))
-        self.conv1 = nn.Conv2d(2 * c, hidden, 3, padding=1)
+        if stride == 1:
+            self.conv1 = nn.Conv2d(2 * c, hidden, 3, padding=1)
+        else:
+            self.conv1 = nn.Conv2d(2 * c, hidden, 4, stride=2, padding=1)
         self.conv2 = nn.Conv2d(hidden, hidden, 3, padding=2, dilation=2)
         self.context = nn.Conv2d(hidden, hidden, 3, padding=1)
         label_dim = 1 if self.num_classes is None else self.num_classes
         self.label_projection = nn.Linear(label_dim, hidden)
-        self.refine_head = nn.Conv2d(hidden, c, 3, padding=1)
-        self.log_scale_head = nn.Conv2d(hidden, c, 3, padding=1)
-        nn.init.zeros_(self.refine_head.weight)
-        nn.init.zeros_(self.refine_head.bias)
+        if stride == 1:
+            self.refine_head: nn.Module = nn.Conv2d(hidden, c, 3, padding=1)
+            self.log_scale_head: nn.Module | None = nn.Conv2d(hidden, c, 3, padding=1)
+            nn.init.zeros_(self.refine_head.weight)
+            nn.init.zeros_(self.refine_head.bias)
+        else:  # one sub-pixel head: 3×3 to 4 × 2C maps, shuffled up 2× (r: C, log-scale: C)
+            self.refine_head = nn.Conv2d(hidden, 8 * c, 3, padding=1)
+            self.log_scale_head = None
+            with torch.no_grad():  # pixel_shuffle reads channel k·4 + (2i + j): r is [:4C]
+                self.refine_head.weight[: 4 * c].zero_()
+                self.refine_head.bias[: 4 * c].zero_()
 
     def forward(self, x: Tensor, y: Tensor, g_unit: Tensor) -> tuple[Tensor, Tensor]:
         """Raw direction ``a ĝ + r`` (units of ``ε``) and raw log-scale, each ``x``'s shape."""
@@ -154,17 +177,27 @@ class ConvAmortisedGenerator(nn.Module):
                 f"this generator; got {tuple(x.shape)} and {tuple(g_unit.shape)}"
             )
         scale = math.sqrt(x[0].numel())
-        h = F.relu(self.conv1(torch.cat([x, g_unit * scale], dim=1)))
+        inputs = torch.cat([x, g_unit * scale], dim=1)
+        height, width = x.shape[-2:]
+        if self.stride == 2 and (height % 2 or width % 2):  # even sizes; cropped at the end
+            inputs = F.pad(inputs, (0, width % 2, 0, height % 2))
+        h = F.relu(self.conv1(inputs))
         label = self.label_projection(encode_labels(y, self.num_classes, x.dtype))
         h = F.relu(self.conv2(h) + label[:, :, None, None])
-        k = 4 if min(h.shape[-2:]) >= 8 else 1
+        k = 4 // self.stride if min(h.shape[-2:]) >= 8 // self.stride else 1
         ctx = F.relu(self.context(F.avg_pool2d(h, k, ceil_mode=True)))
         h = (
             h
             + F.interpolate(ctx, scale_factor=k, mode="nearest")[..., : h.shape[-2], : h.shape[-1]]
         )
-        r = self.refine_head(h) / scale  # per-pixel of order 1/√d: comparable with ĝ
-        return self.gain * g_unit + r, self.log_scale_head(h)
+        if self.log_scale_head is None:
+            out = F.pixel_shuffle(self.refine_head(h), 2)[..., :height, :width]
+            c = x.shape[1]
+            r, s = out[:, :c], out[:, c:]
+        else:
+            r, s = self.refine_head(h), self.log_scale_head(h)
+        # r per pixel of order 1/√d: comparable with ĝ
+        return self.gain * g_unit + r / scale, s
 
 
 class DenseAmortisedGenerator(nn.Module):
@@ -239,7 +272,11 @@ class AmortisedChannel(LearnedChannel):
         adversary_fraction: Share ``f ∈ (0, 1]`` of each batch the adversary step trains on
             (its first ``⌈f B⌉`` examples; a trainer's batches are shuffled). Default 1;
             :func:`~adv_channels.amo50_channel` uses ½, the share of the batch the channel
-            perturbs, which halves the step's cost (docs/theory.md).
+            perturbs, which halves the step's cost (docs/theory.md). Only used with
+            ``update="alternating"``.
+        update: ``"alternating"`` (default) or ``"joint"``: see
+            :class:`~adv_channels.LearnedChannel`. Jointly, the generator is trained on
+            every example the channel perturbs for the cost of its own backward pass.
 
     Shape:
         - x: ``(B, *)``; y: ``(B,)``; output: ``(B, *)``.
@@ -263,8 +300,9 @@ class AmortisedChannel(LearnedChannel):
         clamp: tuple[float, float] | None = None,
         lr: float = 1e-3,
         adversary_fraction: float = 1.0,
+        update: Literal["alternating", "joint"] = "alternating",
     ) -> None:
-        super().__init__(network, eps=eps, sigma_max=sigma_max, clamp=clamp, lr=lr)
+        super().__init__(network, eps=eps, sigma_max=sigma_max, clamp=clamp, lr=lr, update=update)
         fraction = check_scalar(adversary_fraction, "adversary_fraction", positive=True)
         if fraction > 1.0:
             raise ValueError(f"adversary_fraction must be in (0, 1]; got {adversary_fraction}")

@@ -50,8 +50,11 @@ class Channel(nn.Module, ABC):
         has_density: Whether :meth:`log_prob` is available (a Gaussian with ``σ > 0``, or a
             mixture of such). ``False`` for simulators (PGD) and point masses (``σ = 0``).
         needs_target: Whether :meth:`sample` reads ``target`` (attack-based channels).
-        learnable: Whether :meth:`adversary_step` trains something (learned channels and
-            mixtures holding one).
+        learnable: Whether :meth:`adversary_step` trains something (learned channels with
+            the alternating update, and mixtures holding one).
+        joint_parameters: The learned parameters trained from the training loss's own
+            backward pass (:meth:`joint_adversary_step`) rather than by
+            :meth:`adversary_step`; empty by default.
     """
 
     @property
@@ -146,5 +149,23 @@ class Channel(nn.Module, ABC):
 
         A no-op returning ``None`` for channels with nothing to learn, so that a trainer
         can call it once per batch on any channel.
+        """
+        return None
+
+    def joint_parameters(self) -> list[nn.Parameter]:
+        """The parameters a trainer leaves in autograd while it evaluates its loss.
+
+        Their ``.grad`` after the trainer's backward pass is the gradient of the training
+        loss, which :meth:`joint_adversary_step` ascends (a learned channel built with
+        ``update="joint"``). Empty for every other channel: the trainer's loss then treats
+        the channel's parameters as constants.
+        """
+        return []
+
+    def joint_adversary_step(self) -> None:
+        """Ascend the training loss along the gradients its backward pass left behind.
+
+        The gradients are those of :meth:`joint_parameters`, cleared after the step; a no-op
+        for channels without any.
         """
         return None

@@ -16,7 +16,7 @@ for regression), then one step of the model on samples from it. Here:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +36,10 @@ from adv_channels.base import Predictive
 from adv_channels.budget import squash_to_ball
 from adv_channels.gaussian import GaussianFamilyChannel
 
-__all__ = ["LearnedChannel"]
+__all__ = ["UPDATES", "LearnedChannel"]
+
+UPDATES = ("alternating", "joint")
+"""How a learned channel's network is trained (:class:`LearnedChannel`, ``update=``)."""
 
 
 class LearnedChannel(GaussianFamilyChannel):
@@ -61,6 +64,15 @@ class LearnedChannel(GaussianFamilyChannel):
         clamp: Valid input range of the mean point, e.g. ``(0.0, 1.0)`` for images; default
             ``None`` (unbounded).
         lr: Adam learning rate of :meth:`adversary_step`; default ``1e-3``.
+        update: ``"alternating"`` (default, the paper's): for each batch the trainer calls
+            :meth:`adversary_step` (its own forward and backward pass through the model),
+            then trains the model on samples from the updated network. ``"joint"``: the
+            network's parameters stay in autograd while the trainer evaluates its loss on
+            samples from the channel (:meth:`joint_parameters`), and
+            :meth:`joint_adversary_step` ascends the gradient that the trainer's own
+            backward pass left in them: simultaneous gradient descent--ascent on the
+            training loss, with no extra pass through the model (docs/theory.md).
+            :meth:`adversary_step` is then a no-op.
 
     Shape:
         - x: ``(B, *)`` (the network's input shape); y: ``(B,)``; output: ``(B, *)``.
@@ -85,8 +97,11 @@ class LearnedChannel(GaussianFamilyChannel):
         sigma_max: float,
         clamp: tuple[float, float] | None = None,
         lr: float = 1e-3,
+        update: Literal["alternating", "joint"] = "alternating",
     ) -> None:
         super().__init__()
+        if update not in UPDATES:
+            raise ValueError(f"update must be one of {UPDATES}; got {update!r}")
         if not isinstance(network, nn.Module):
             raise TypeError(f"network must be an nn.Module, got {type(network).__name__}")
         if not hasattr(network, "num_classes"):
@@ -99,6 +114,7 @@ class LearnedChannel(GaussianFamilyChannel):
         self.sigma_max = check_scalar(sigma_max, "sigma_max", positive=True)
         self.clamp = check_clamp(clamp)
         self.lr = check_scalar(lr, "lr", positive=True)
+        self.update = update
         params = [p for p in network.parameters() if p.requires_grad]
         if not params:
             raise ValueError("network has no trainable parameters")
@@ -116,8 +132,11 @@ class LearnedChannel(GaussianFamilyChannel):
 
     @property
     def learnable(self) -> bool:
-        """Always: :meth:`adversary_step` trains the network."""
-        return True
+        """Whether :meth:`adversary_step` trains the network (``update="alternating"``).
+
+        With ``"joint"`` the trainer's backward pass and :meth:`joint_adversary_step` do.
+        """
+        return self.update == "alternating"
 
     def _labels(self, x: Tensor, y: Tensor | None, target: Predictive | None) -> Tensor:
         """``y``, or the target's clean prediction when ``y`` is ``None``."""
@@ -186,8 +205,11 @@ class LearnedChannel(GaussianFamilyChannel):
             generator: Random stream for the noise ``ξ``.
 
         Returns:
-            The loss before the step (a detached 0-d tensor).
+            The loss before the step (a detached 0-d tensor), or ``None`` (nothing done)
+            with ``update="joint"``.
         """
+        if self.update == "joint":
+            return None
         x = check_x(x).detach()
         y = check_y(y, x)
         require_target(target, type(self).__name__)
@@ -204,6 +226,28 @@ class LearnedChannel(GaussianFamilyChannel):
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return loss.detach()
+
+    def joint_parameters(self) -> list[nn.Parameter]:
+        """The network's trainable parameters with ``update="joint"``, else none."""
+        if self.update != "joint":
+            return []
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    def joint_adversary_step(self) -> None:
+        """With ``update="joint"``: one Adam step up the loss that filled the ``.grad``.
+
+        The step *raises* the loss whose backward pass filled the network's ``.grad``
+        (parameters it did not reach count as zero), then clears the ``.grad``. A no-op with
+        ``update="alternating"``.
+        """
+        params = self.joint_parameters()
+        if not params:
+            return
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
 
     @staticmethod
     def _loss(out: Any, labels: Tensor) -> Tensor:
@@ -231,4 +275,7 @@ class LearnedChannel(GaussianFamilyChannel):
 
     def extra_repr(self) -> str:
         """The options, for ``repr``."""
-        return f"eps={self.eps}, sigma_max={self.sigma_max}, clamp={self.clamp}, lr={self.lr}"
+        return (
+            f"eps={self.eps}, sigma_max={self.sigma_max}, clamp={self.clamp}, lr={self.lr}, "
+            f"update={self.update!r}"
+        )

@@ -363,6 +363,15 @@ class MixtureChannel(Channel):
             return None
         return torch.stack(losses).mean()
 
+    def joint_parameters(self) -> list[nn.Parameter]:
+        """Every component's :meth:`~adv_channels.Channel.joint_parameters`."""
+        return [p for _, _, c in self._active() for p in c.joint_parameters()]
+
+    def joint_adversary_step(self) -> None:
+        """Every component's :meth:`~adv_channels.Channel.joint_adversary_step`."""
+        for _, _, c in self._active():
+            c.joint_adversary_step()
+
     def extra_repr(self) -> str:
         """The options, for ``repr``."""
         return f"weights={list(self.weights)}, stratified={self.stratified}"

@@ -275,13 +275,19 @@ def amo_channel(
     clamp: ClampOption = "auto",
     lr: float = 1e-3,
     adversary_fraction: float = 1.0,
+    update: Literal["alternating", "joint"] = "alternating",
+    stride: int = 1,
 ) -> AmortisedChannel:
     """**AMO**: the amortised adversary for this input shape (paper §7's future work).
 
     :class:`~adv_channels.ConvAmortisedGenerator` for images ``(C, H, W)``,
     :class:`~adv_channels.DenseAmortisedGenerator` for tabular data ``(D,)``; arguments as
     :func:`nn_channel`; ``adversary_fraction`` the share of each batch the adversary step
-    trains on (:class:`~adv_channels.AmortisedChannel`).
+    trains on and ``update`` how the generator is trained (``"alternating"``, the paper's
+    GAN step, or ``"joint"``, from the training step's own backward pass:
+    :class:`~adv_channels.AmortisedChannel`); ``stride`` the resolution of the image
+    generator's refinement (``2``: half, :class:`~adv_channels.ConvAmortisedGenerator`;
+    ignored for tabular data).
 
     Examples:
         >>> ch = amo_channel((1, 28, 28), eps=2.0, sigma_max=0.3, num_classes=10)
@@ -291,7 +297,7 @@ def amo_channel(
     shape = tuple(input_shape)
     if len(shape) == 3:
         network: nn.Module = ConvAmortisedGenerator(
-            shape[0], (shape[1], shape[2]), num_classes=num_classes
+            shape[0], (shape[1], shape[2]), num_classes=num_classes, stride=stride
         )
         auto = IMAGE_RANGE
     elif len(shape) == 1:
@@ -308,6 +314,7 @@ def amo_channel(
         clamp=auto if clamp == "auto" else clamp,
         lr=lr,
         adversary_fraction=adversary_fraction,
+        update=update,
     )
 
 
@@ -321,11 +328,15 @@ def amo50_channel(
     clamp: ClampOption = "auto",
     lr: float = 1e-3,
     stratified: bool = True,
+    update: Literal["alternating", "joint"] = "alternating",
+    stride: int = 1,
 ) -> MixtureChannel:
     """**AMO50**: ½ identity(``σ₀``, default clean) + ½ AMO, stratified per minibatch.
 
-    The adversary step trains on half of each batch (``adversary_fraction=0.5``), the share
-    the channel perturbs: the generator sees as many examples per step as it attacks.
+    The alternating adversary step trains on half of each batch (``adversary_fraction=0.5``),
+    the share the channel perturbs: the generator sees as many examples per step as it
+    attacks (the joint update trains on exactly the perturbed half). ``update`` and
+    ``stride`` as :func:`amo_channel`.
 
     Examples:
         >>> ch = amo50_channel((8,), eps=1.0, sigma_max=0.2, num_classes=None)
@@ -340,6 +351,8 @@ def amo50_channel(
         clamp=clamp,
         lr=lr,
         adversary_fraction=0.5,
+        update=update,
+        stride=stride,
     )
     return _half_clean(amortised, sigma0, stratified)
 

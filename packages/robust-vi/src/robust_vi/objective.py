@@ -18,7 +18,9 @@ stored draw ``ε_s``), which rebuilds ``w = μ + σ ε_s`` differentiably at eac
 ``β_s`` is the channel's ``target`` (so one-step directions are evaluated at ``β_s``, paper
 SM-5.2) and scores the ``K`` channel draws, which are concatenated into one batch of ``K·B``
 inputs so that a single forward pass serves them all. The channel's own parameters (a
-learned generator) are left out of autograd while the model's loss is computed.
+learned generator) are left out of autograd while the model's loss is computed, except its
+:meth:`~adv_channels.Channel.joint_parameters` (a learned channel with ``update="joint"``),
+which the loss's backward pass then trains too (:class:`~robust_vi.Trainer`).
 """
 
 from __future__ import annotations
@@ -216,7 +218,10 @@ class Objective(ABC):
         with ExitStack() as stack:
             if self.point_estimate:
                 stack.enter_context(sample_mode(model, "mean"))
+            joint = channel.joint_parameters()  # trained by the backward pass of the loss
             stack.enter_context(frozen_parameters(channel))
+            for p in joint:
+                p.requires_grad_(True)
             for _ in range(self.num_posterior_samples):
                 term, pen, out, tgt = self._one_draw(model, channel, x, y, likelihood, generator)
                 terms.append(term)

@@ -203,6 +203,8 @@ def recipe(
     adversary_lr: float = 1e-3,
     likelihood: GaussianLikelihood | None = None,
     random_start: bool = False,
+    adversary_update: Literal["alternating", "joint"] = "alternating",
+    generator_stride: int = 1,
 ) -> Recipe:
     """The paper's model ``name`` as an objective and a channel, in one line.
 
@@ -237,6 +239,12 @@ def recipe(
         likelihood: Regression: the Gaussian likelihood (default ``model.likelihood``).
         random_start: ``OS``, ``OS50``, ``MIX``: one-step components from a uniform random
             start with step ``1.25 ε`` (:class:`adv_channels.OneStepChannel`). Default off.
+        adversary_update: ``AMO``, ``AMO50``: how the generator is trained,
+            ``"alternating"`` (default: its own GAN step per batch) or ``"joint"`` (from
+            the model step's backward pass; :class:`adv_channels.LearnedChannel`).
+        generator_stride: ``AMO``, ``AMO50`` on images: ``1`` (default) or ``2``, the
+            resolution of the generator's refinement
+            (:class:`adv_channels.ConvAmortisedGenerator`).
 
     Returns:
         A :class:`Recipe`.
@@ -282,6 +290,12 @@ def recipe(
     if random_start and rname not in _RANDOM_START:
         raise ValueError(
             f"random_start applies to the one-step recipes (OS, OS50, MIX), not {rname.value!r}"
+        )
+    amortised = rname in (RecipeName.AMO, RecipeName.AMO50)
+    if (adversary_update != "alternating" or generator_stride != 1) and not amortised:
+        raise ValueError(
+            "adversary_update and generator_stride apply to the amortised recipes (AMO, "
+            f"AMO50), not {rname.value!r}"
         )
     if weight is not None and rname not in (RecipeName.TRADES, RecipeName.ALP):
         raise ValueError(f"weight (λ) applies to TRADES and ALP, not {rname.value!r}")
@@ -332,7 +346,9 @@ def recipe(
         )
     elif rname in _LEARNED_CHANNELS:
         build, half = _LEARNED_CHANNELS[rname]
-        extra = {"sigma0": zero0} if half else {}
+        extra: dict[str, object] = {"sigma0": zero0} if half else {}
+        if amortised:
+            extra.update(update=adversary_update, stride=generator_stride)
         channel = build(
             learned_shape(),
             eps=eps,

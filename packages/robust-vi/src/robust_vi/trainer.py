@@ -3,8 +3,10 @@
 :class:`Trainer` runs Adam with an exponential learning-rate decay over minibatches, the
 likelihood scaled by ``N/B`` and the KL optionally annealed (both inside the objective,
 see :mod:`robust_vi.objective`), one GAN-style adversary step of a learned channel before
-every model step, per-epoch validation with the posterior predictive, a checkpoint after
-every epoch and resumption after an interruption. All randomness (posterior and channel
+every model step (or, for a channel with ``update="joint"``, one ascent step of its
+generator on the gradient the model step's own backward pass left in it), per-epoch
+validation with the posterior predictive, a checkpoint after every epoch and resumption
+after an interruption. All randomness (posterior and channel
 draws, shuffling, validation draws) comes from generators the trainer owns and saves, and
 whatever the model draws from torch's global generator (dropout) runs on a fork of it
 seeded from the trainer's seed and checkpointed too (the caller's global state is left as it
@@ -406,8 +408,13 @@ class Trainer:
         if self._dp is not None:  # every rank from rank 0's network; gradients averaged
             likelihood = self.objective.likelihood
             modules = [self.model, self.channel, *([] if likelihood is None else [likelihood])]
-            channel_opt = getattr(self.channel, "optimizer", None)
-            opts = [self.optimizer, *([channel_opt] if channel_opt is not None else [])]
+            # every learned generator's optimiser, also inside a mixture (NN50, AMO50)
+            channel_opts = [
+                m.optimizer
+                for m in self.channel.modules()
+                if isinstance(getattr(m, "optimizer", None), torch.optim.Optimizer)
+            ]
+            opts = [self.optimizer, *channel_opts]
             self._dp.start(modules, opts)
         cuda = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):  # the caller's global state is restored
@@ -514,6 +521,7 @@ class Trainer:
                     generator=self.generator,
                 )
                 self.optimizer.zero_grad(set_to_none=True)
+                self.channel.zero_grad(set_to_none=True)
                 loss = result.loss
                 if self._dp is not None:  # weight c_r = R B_r / B: the global-batch gradient
                     loss = self._dp.scale_loss(
@@ -521,6 +529,7 @@ class Trainer:
                     )
                 loss.backward()
                 self.optimizer.step()  # (distributed: gradients averaged by a pre-step hook)
+                self.channel.joint_adversary_step()  # a learned channel with update="joint"
                 if self._dp is not None:
                     _dist.broadcast_buffers(self.model)
                 b = x.shape[0]
