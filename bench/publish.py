@@ -2,7 +2,8 @@
 
 ``uv run bench/publish.py`` takes, for every script of :data:`SCRIPTS`, the run
 ``results/<script>/<run>/`` (``--run``, default ``quick``: the quick profiles) and writes
-``docs/results/<script>.md`` (its ``tables.md``, its PNG figures and its ``paper_vs_ours.md``)
+``docs/results/<script>.md`` (its tables -- ``tables.md``, or the file :data:`TABLES` names
+-- its PNG figures and its ``paper_vs_ours.md``)
 with the figures copied to ``docs/results/<script>/``, then ``docs/results/index.md``
 linking the pages and saying when and with which commit each run was made. A script without
 such a run is listed as missing; with no results at all the index says how to make them,
@@ -28,8 +29,12 @@ SCRIPTS = {
     "selective": "Figure 5 (selective prediction)",
     "bounds": "Table 5 (surrogate ELBO vs IWAE)",
     "costs": "Table 6 (training and inference costs)",
+    "channels": "beyond the paper: robustness against training cost (its future work, §7)",
 }
 """Every reproduction script and what of the paper it makes (the page order)."""
+
+TABLES = {"channels": "pareto.md"}
+"""The tables file of the scripts that do not write ``tables.md``."""
 
 
 def _demote(markdown: str) -> str:
@@ -49,6 +54,18 @@ def _provenance(run: Path) -> str:
     )
 
 
+def _command(script: str, run_name: str, run: Path) -> str:
+    """The command that made ``run``, with the attacks it recorded (``--attacks``)."""
+    command = f"uv run bench/{script}.py --profile {run_name}"
+    path = run / "results.json"
+    attacks = (
+        json.loads(path.read_text()).get("config", {}).get("attacks") if path.exists() else None
+    )
+    if attacks:
+        command += " --attacks " + " ".join(attacks)
+    return command
+
+
 def publish(results: Path, docs: Path, run_name: str) -> dict[str, Path | None]:
     """Write the results pages; return each script's run directory (``None``: missing)."""
     out = docs / "results"
@@ -58,7 +75,8 @@ def publish(results: Path, docs: Path, run_name: str) -> dict[str, Path | None]:
     found: dict[str, Path | None] = {}
     for script, what in SCRIPTS.items():
         run = results / script / run_name
-        if not (run / "tables.md").exists():
+        tables = run / TABLES.get(script, "tables.md")
+        if not tables.exists():
             found[script] = None
             continue
         found[script] = run
@@ -68,9 +86,9 @@ def publish(results: Path, docs: Path, run_name: str) -> dict[str, Path | None]:
         parts = [
             f"# {script}: {what}",
             "",
-            f"`uv run bench/{script}.py --profile {run_name}` ({_provenance(run)}).",
+            f"`{_command(script, run_name, run)}` ({_provenance(run)}).",
             "",
-            _demote((run / "tables.md").read_text()),
+            _demote(tables.read_text()),
             "",
         ]
         if pngs:

@@ -9,6 +9,14 @@ Batch of 128 MNIST-sized images (``--quick``: 32) against the paper's determinis
   stratified), PGD (10 steps, random start) and NN (the learned convolutional generator);
 * ``channels.nn.adversary_step_vs_fwdbwd``: one GAN-style update of the learned channel;
 * ``channels.mix.sample_vs_os``: MIX's three sub-batch attacks against one batch attack;
+* ``channels.amo.generator_half_vs_full``: the amortised generator's forward and backward
+  pass with its refinement at half resolution (``stride=2``) against full resolution;
+* ``channels.amo.{alternating,alternating_half,joint_half}.train_step_vs_fwdbwd``: one
+  training step against the amortised adversary (the generator's update, the sample, the
+  model's forward and backward pass) with the alternating update (full and half
+  resolution) and the joint one (half resolution);
+* ``channels.amo.joint_half.train_step_vs_at_pgd5``: that joint step against one step of
+  AT-PGD's training with 5 PGD steps on half the batch (the channels study's reference);
 * ``channels.fwdbwd_ms``: the reference step, in milliseconds.
 """
 
@@ -18,7 +26,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adv_channels import PGDChannel, mix_channel, nn_channel, os_channel
+from adv_attacks import frozen_parameters
+from adv_channels import (
+    Channel,
+    PGDChannel,
+    amo_channel,
+    mix_channel,
+    nn_channel,
+    os_channel,
+    pgd_at50_channel,
+)
 from benchlib.timing import interleaved_times
 from perf_sections.base import Context, Figure
 
@@ -53,6 +70,17 @@ def run(ctx: Context) -> list[Figure]:
     mix = mix_channel(eps=EPS, sigma=SIGMA).to(device)
     pgd = PGDChannel(eps=EPS, sigma=SIGMA, steps=10).to(device)
     learned = nn_channel((1, 28, 28), eps=EPS, sigma_max=0.3, num_classes=10).to(device)
+    amo = {
+        name: amo_channel(
+            (1, 28, 28), eps=EPS, sigma_max=SIGMA, num_classes=10, update=update, stride=stride
+        ).to(device)
+        for name, update, stride in [
+            ("alternating", "alternating", 1),
+            ("alternating_half", "alternating", 2),
+            ("joint_half", "joint", 2),
+        ]
+    }
+    at_pgd5 = pgd_at50_channel(eps=EPS, steps=5).to(device)
     g = torch.Generator(device=device).manual_seed(ctx.seed)
 
     def fwdbwd() -> None:
@@ -64,6 +92,28 @@ def run(ctx: Context) -> list[Figure]:
         with torch.no_grad():
             learned.sample(x, y, generator=g)
 
+    def train_step(channel: Channel) -> None:
+        """A trainer's step: the generator's update, the sample, the model's step."""
+        joint = bool(channel.joint_parameters())
+        if channel.learnable:
+            channel.adversary_step(model, x, y, generator=g)
+        for p in params:
+            p.grad = None
+        if joint:
+            x_adv = channel.sample(x, y, model, generator=g)
+        else:
+            with frozen_parameters(channel):
+                x_adv = channel.sample(x, y, model, generator=g)
+        F.cross_entropy(model(x_adv), y).backward()
+        channel.joint_adversary_step()
+
+    def generator_pass(stride: int) -> None:
+        net = amo["alternating" if stride == 1 else "alternating_half"].network
+        d, s = net(x, y, g_unit)
+        (d.sum() + s.sum()).backward()
+
+    g_unit = torch.randn(x.shape, generator=gen).to(device)
+    g_unit = g_unit / g_unit.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
     fns = {
         "fwdbwd": fwdbwd,
         "os": lambda: os_ch.sample(x, y, model, generator=g),
@@ -71,6 +121,10 @@ def run(ctx: Context) -> list[Figure]:
         "pgd10": lambda: pgd.sample(x, y, model, generator=g),
         "nn": sample_nn,
         "nn_step": lambda: learned.adversary_step(model, x, y, generator=g),
+        "gen_full": lambda: generator_pass(1),
+        "gen_half": lambda: generator_pass(2),
+        **{f"amo_{k}": (lambda ch=ch: train_step(ch)) for k, ch in amo.items()},
+        "at_pgd5": lambda: train_step(at_pgd5),
     }
     t = interleaved_times(fns, repeats=repeats, warmup=1, device=device, statistic=ctx.statistic)
     what = f"batch {batch}, MNIST CNN, {device.type}"
@@ -112,6 +166,28 @@ def run(ctx: Context) -> list[Figure]:
             t["nn_step"] / ref,
             "x",
             note=f"one GAN-style generator update against the CNN / CNN fwd+bwd ({what})",
+        ),
+        Figure(
+            "channels.amo.generator_half_vs_full",
+            t["gen_half"] / t["gen_full"],
+            "x",
+            note=f"amortised generator fwd+bwd, stride 2 / stride 1 ({what})",
+        ),
+        *[
+            Figure(
+                f"channels.amo.{k}.train_step_vs_fwdbwd",
+                t[f"amo_{k}"] / ref,
+                "x",
+                note=f"training step against AMO ({k.replace('_', ', ')}) / CNN fwd+bwd ({what})",
+            )
+            for k in amo
+        ],
+        Figure(
+            "channels.amo.joint_half.train_step_vs_at_pgd5",
+            t["amo_joint_half"] / t["at_pgd5"],
+            "x",
+            note="training step against AMO (joint, half) / AT-PGD's step (5 PGD steps on "
+            f"half the batch) ({what})",
         ),
     ]
     return figs

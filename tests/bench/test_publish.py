@@ -30,6 +30,21 @@ def test_publishes_existing_runs_and_lists_missing_ones(tmp_path):
     assert not (docs / "results" / "stale.md").exists()
 
 
+def test_a_script_with_its_own_tables_file(tmp_path):
+    # the channels study writes pareto.md, not tables.md
+    publish = _load_script("publish")
+    run = tmp_path / "results" / "channels" / "quick"
+    run.mkdir(parents=True)
+    (run / "pareto.md").write_text("# Channels study\n\n| Recipe |\n|---|\n| AMO |\n")
+    config = {"config": {"attacks": ["PGD", "AA"]}, "provenance": {"git": "abc"}}
+    (run / "results.json").write_text(json.dumps(config))
+    found = publish.publish(tmp_path / "results", tmp_path / "docs", "quick")
+    assert found["channels"] == run
+    page = (tmp_path / "docs" / "results" / "channels.md").read_text()
+    assert "## Channels study" in page
+    assert "`uv run bench/channels.py --profile quick --attacks PGD AA`" in page
+
+
 def test_no_results_still_writes_an_index_without_links(tmp_path):
     publish = _load_script("publish")
     publish.publish(tmp_path / "results", tmp_path / "docs", "quick")

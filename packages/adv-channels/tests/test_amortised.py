@@ -261,6 +261,7 @@ def test_alternating_update_has_no_joint_parameters_and_mixtures_forward_them(im
     mix = amo50_channel((1, 10, 10), eps=1.0, sigma_max=0.2, num_classes=10, update="joint")
     learned = mix.components[1]
     assert learned.update == "joint" and mix.joint_parameters() == learned.joint_parameters()
+    assert alternating.learnable and not learned.learnable and not mix.learnable
     assert mix.adversary_step(lambda t: t.flatten(1)[:, :10], *images) is None
     with pytest.raises(ValueError, match="update"):
         amo_channel((1, 10, 10), eps=1.0, sigma_max=0.2, num_classes=10, update="sometimes")
