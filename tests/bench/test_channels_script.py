@@ -95,7 +95,7 @@ def test_attacks_come_from_the_shared_registry_including_aa(tmp_path, restore_to
         "--attacks",
         "PGD",
         "AA",
-        *TINY[11:],
+        *TINY[TINY.index("--set") :],
         "aa_steps=2",
         "aa_queries=10",
         "aa_targets=1",
@@ -103,6 +103,7 @@ def test_attacks_come_from_the_shared_registry_including_aa(tmp_path, restore_to
     ]
     assert channels.main(["--out", str(tmp_path), "--run", "aa", *tiny]) == 0
     payload = json.loads((tmp_path / "aa" / "results.json").read_text())
+    assert payload["bar_attack"] == "AA"  # the bar is judged under the ensemble when it ran
     rows = payload["rows"]
     assert {r["attack"] for r in rows} == {"Clean", "PGD", "AA"}
     aa = [r for r in rows if r["attack"] == "AA"]
