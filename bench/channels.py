@@ -78,8 +78,8 @@ RECIPES = (
     "AMO50-J",
 )
 """Every recipe of the study; ``-RS``: one-step components with a random start; ``-J``: the
-amortised generator trained jointly from the model step's backward pass, its refinement at
-half resolution."""
+amortised generator trained jointly from the model step's backward pass, its refinement on a
+quarter-resolution grid (``generator_stride=4``)."""
 POINT_ESTIMATES = tuple(k for k in RECIPES if CHANNEL_MODELS[k].point_estimate)
 REFERENCE = "AT-PGD"
 """The bar's reference: multi-step adversarial training."""

@@ -9,14 +9,16 @@ Batch of 128 MNIST-sized images (``--quick``: 32) against the paper's determinis
   stratified), PGD (10 steps, random start) and NN (the learned convolutional generator);
 * ``channels.nn.adversary_step_vs_fwdbwd``: one GAN-style update of the learned channel;
 * ``channels.mix.sample_vs_os``: MIX's three sub-batch attacks against one batch attack;
-* ``channels.amo.generator_half_vs_full``: the amortised generator's forward and backward
-  pass with its refinement at half resolution (``stride=2``) against full resolution;
-* ``channels.amo.{alternating,alternating_half,joint_half}.train_step_vs_fwdbwd``: one
-  training step against the amortised adversary (the generator's update, the sample, the
-  model's forward and backward pass) with the alternating update (full and half
-  resolution) and the joint one (half resolution);
-* ``channels.amo.joint_half.train_step_vs_at_pgd5``: that joint step against one step of
-  AT-PGD's training with 5 PGD steps on half the batch (the channels study's reference);
+* ``channels.amo.generator_{half,quarter}_vs_full``: the amortised generator's forward and
+  backward pass with its refinement at half resolution (``stride=2``) and on the
+  quarter-resolution space-to-depth grid (``stride=4``) against full resolution;
+* ``channels.amo.{alternating,alternating_half,joint_half,joint_quarter}.train_step_vs_fwdbwd``:
+  one training step against the amortised adversary (the generator's update, the sample,
+  the model's forward and backward pass) with the alternating update (full and half
+  resolution) and the joint one (half and quarter resolution);
+* ``channels.amo.joint_{half,quarter}.train_step_vs_at_pgd5``: those joint steps against
+  one step of AT-PGD's training with 5 PGD steps on half the batch (the channels study's
+  reference);
 * ``channels.fwdbwd_ms``: the reference step, in milliseconds.
 """
 
@@ -78,6 +80,7 @@ def run(ctx: Context) -> list[Figure]:
             ("alternating", "alternating", 1),
             ("alternating_half", "alternating", 2),
             ("joint_half", "joint", 2),
+            ("joint_quarter", "joint", 4),
         ]
     }
     at_pgd5 = pgd_at50_channel(eps=EPS, steps=5).to(device)
@@ -107,9 +110,8 @@ def run(ctx: Context) -> list[Figure]:
         F.cross_entropy(model(x_adv), y).backward()
         channel.joint_adversary_step()
 
-    def generator_pass(stride: int) -> None:
-        net = amo["alternating" if stride == 1 else "alternating_half"].network
-        d, s = net(x, y, g_unit)
+    def generator_pass(name: str) -> None:
+        d, s = amo[name].network(x, y, g_unit)
         (d.sum() + s.sum()).backward()
 
     g_unit = torch.randn(x.shape, generator=gen).to(device)
@@ -121,8 +123,9 @@ def run(ctx: Context) -> list[Figure]:
         "pgd10": lambda: pgd.sample(x, y, model, generator=g),
         "nn": sample_nn,
         "nn_step": lambda: learned.adversary_step(model, x, y, generator=g),
-        "gen_full": lambda: generator_pass(1),
-        "gen_half": lambda: generator_pass(2),
+        "gen_full": lambda: generator_pass("alternating"),
+        "gen_half": lambda: generator_pass("alternating_half"),
+        "gen_quarter": lambda: generator_pass("joint_quarter"),
         **{f"amo_{k}": (lambda ch=ch: train_step(ch)) for k, ch in amo.items()},
         "at_pgd5": lambda: train_step(at_pgd5),
     }
@@ -167,12 +170,15 @@ def run(ctx: Context) -> list[Figure]:
             "x",
             note=f"one GAN-style generator update against the CNN / CNN fwd+bwd ({what})",
         ),
-        Figure(
-            "channels.amo.generator_half_vs_full",
-            t["gen_half"] / t["gen_full"],
-            "x",
-            note=f"amortised generator fwd+bwd, stride 2 / stride 1 ({what})",
-        ),
+        *[
+            Figure(
+                f"channels.amo.generator_{k}_vs_full",
+                t[f"gen_{k}"] / t["gen_full"],
+                "x",
+                note=f"amortised generator fwd+bwd, stride {f} / stride 1 ({what})",
+            )
+            for k, f in (("half", 2), ("quarter", 4))
+        ],
         *[
             Figure(
                 f"channels.amo.{k}.train_step_vs_fwdbwd",
@@ -182,12 +188,15 @@ def run(ctx: Context) -> list[Figure]:
             )
             for k in amo
         ],
-        Figure(
-            "channels.amo.joint_half.train_step_vs_at_pgd5",
-            t["amo_joint_half"] / t["at_pgd5"],
-            "x",
-            note="training step against AMO (joint, half) / AT-PGD's step (5 PGD steps on "
-            f"half the batch) ({what})",
-        ),
+        *[
+            Figure(
+                f"channels.amo.{k}.train_step_vs_at_pgd5",
+                t[f"amo_{k}"] / t["at_pgd5"],
+                "x",
+                note=f"training step against AMO ({k.replace('_', ', ')}) / AT-PGD's step "
+                f"(5 PGD steps on half the batch) ({what})",
+            )
+            for k in ("joint_half", "joint_quarter")
+        ],
     ]
     return figs

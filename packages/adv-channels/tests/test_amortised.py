@@ -171,15 +171,17 @@ def test_adversary_fraction_trains_on_the_first_share_of_the_batch(cnn, images):
         amo_channel((5,), eps=0.5, sigma_max=0.1, num_classes=None, adversary_fraction=1.5)
 
 
-# -- the half-resolution generator --------------------------------------------------------
+# -- the lower-resolution generators --------------------------------------------------------
 
 
+@pytest.mark.parametrize("stride", [2, 4])
 @pytest.mark.parametrize("shape", [(1, 10, 10), (3, 7, 9), (2, 4, 5)])
-def test_half_resolution_generator_shapes_and_initial_direction(shape):
-    """``stride=2`` maps back to any ``H×W`` (odd sizes too) and starts at ``a ĝ`` exactly."""
+def test_lower_resolution_generator_shapes_and_initial_direction(shape, stride):
+    """``stride=2``/``4`` map back to any ``H×W`` (sides that are not multiples of the stride
+    too) and start at ``a ĝ`` exactly."""
     c, h, w = shape
     torch.manual_seed(0)
-    net = ConvAmortisedGenerator(c, (h, w), num_classes=4, stride=2)
+    net = ConvAmortisedGenerator(c, (h, w), num_classes=4, stride=stride)
     x = torch.rand(5, *shape)
     g = torch.randn(5, *shape)
     g_unit = g / g.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
@@ -195,11 +197,14 @@ def test_half_resolution_generator_shapes_and_initial_direction(shape):
     assert not torch.allclose(d2, net.gain.detach() * g_unit)
 
 
+@pytest.mark.parametrize("stride", [2, 4])
 @pytest.mark.parametrize("factor", [1.0, 1e3])
-def test_half_resolution_mean_perturbation_respects_the_budget(cnn, images, norm_of, factor):
+def test_lower_resolution_mean_perturbation_respects_the_budget(
+    cnn, images, norm_of, factor, stride
+):
     x, y = images
     torch.manual_seed(0)
-    ch = amo_channel((1, 10, 10), eps=0.5, sigma_max=0.3, num_classes=10, stride=2)
+    ch = amo_channel((1, 10, 10), eps=0.5, sigma_max=0.3, num_classes=10, stride=stride)
     _boost(ch.network, factor)
     mu = ch.mean(x, y, cnn)
     assert (norm_of(mu - x) <= 0.5 * (1 + 1e-6)).all()
@@ -212,9 +217,10 @@ def test_half_resolution_mean_perturbation_respects_the_budget(cnn, images, norm
         ({"stride": 3}, "stride"),
         ({"stride": True}, "stride"),
         ({"image_size": 3, "stride": 2}, "4×4"),
+        ({"image_size": 3, "stride": 4}, "4×4"),
     ],
 )
-def test_half_resolution_errors(kwargs, match):
+def test_lower_resolution_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ConvAmortisedGenerator(1, **({"image_size": 10} | kwargs), num_classes=10)
 

@@ -100,29 +100,38 @@ class ConvAmortisedGenerator(nn.Module):
     """Gradient-informed generator for images: ``(x, y, ĝ) -> (a ĝ + r, s)``.
 
     The refinement reads ``x`` and ``√d ĝ`` (so that both are of order one per pixel) stacked
-    as channels. With ``stride=1``: a 3×3 convolution to ``hidden`` maps, a dilated 3×3
-    convolution (receptive field 7×7), a per-map bias from the one-hot label, and a 4×-pooled
-    context branch (average-pool 4, 3×3 convolution, nearest upsampling) added back, so that
-    each pixel's output also depends on a 28×28 image's global layout; one 3×3 head for ``r``
-    (zero initialised) and one for the log-scale ``s``. With ``stride=2`` the same body runs
-    at half the resolution: a strided 4×4 convolution down, the dilated convolution and label
-    bias at ``H/2`` (receptive field 13×13 in the input), a 2×-pooled context branch (the same
-    ``H/4`` grid), and one sub-pixel head back up (a 3×3 convolution to ``4·2C`` maps at
-    ``H/2``, shuffled into ``2C`` maps at ``H``: Shi et al. 2016) for both ``r`` and ``s`` --
-    about a quarter of the operations (docs/theory.md, "Amortised adversary").
+    as channels, and runs at ``1/stride`` of the image's resolution:
+
+    * ``stride=1``: a 3×3 convolution to ``hidden`` maps, a dilated 3×3 convolution
+      (receptive field 7×7), a per-map bias from the one-hot label, and a 4×-pooled context
+      branch (average-pool 4, 3×3 convolution, nearest upsampling) added back, so that each
+      pixel's output also depends on a 28×28 image's global layout; one 3×3 head for ``r``
+      (zero initialised) and one for the log-scale ``s``.
+    * ``stride=2``: the same body at half the resolution: a strided 4×4 convolution down, the
+      dilated convolution and label bias at ``H/2`` (receptive field 13×13 in the input), a
+      2×-pooled context branch (the same ``H/4`` grid), and one sub-pixel head back up (a
+      3×3 convolution to ``4·2C`` maps at ``H/2``, shuffled into ``2C`` maps at ``H``: Shi et
+      al. 2016) for both ``r`` and ``s``.
+    * ``stride=4``: space to depth: each 4×4 block of the inputs becomes ``16·2C`` channels
+      of an ``H/4`` grid (``pixel_unshuffle``, lossless), a 3×3 convolution and the dilated
+      3×3 convolution with the label bias on that grid (receptive field 7×7 blocks: a whole
+      28×28 image, so no context branch), and the sub-pixel head back up by 4.
+
+    The fine detail of ``m`` comes from ``a ĝ``, at full resolution whatever the stride.
+    Images whose sides are not multiples of the stride are zero-padded and cropped back.
 
     Args:
         in_channels: Image channels ``C``.
         image_size: ``H`` (square) or ``(H, W)``.
         num_classes: Classes of the one-hot label, or ``None`` for a real-valued label.
         hidden: Feature maps; default 16.
-        stride: ``1`` (full resolution, default) or ``2`` (half resolution).
+        stride: ``1`` (default), ``2`` or ``4``: the refinement's resolution, above.
 
     Shape:
         - x, g_unit: ``(B, C, H, W)``; y: ``(B,)``; outputs: two ``(B, C, H, W)`` tensors.
 
     Examples:
-        >>> net = ConvAmortisedGenerator(1, 28, num_classes=10, stride=2)
+        >>> net = ConvAmortisedGenerator(1, 28, num_classes=10, stride=4)
         >>> x, g = torch.rand(2, 1, 28, 28), torch.randn(2, 1, 28, 28)
         >>> d, s = net(x, torch.tensor([3, 7]), g / g.flatten(1).norm(dim=1).view(2, 1, 1, 1))
         >>> d.shape, s.shape
@@ -141,33 +150,36 @@ class ConvAmortisedGenerator(nn.Module):
         super().__init__()
         c, h, w = image_shape(in_channels, image_size)
         hidden = _check_int(hidden, "hidden")
-        if stride not in (1, 2) or isinstance(stride, bool):
-            raise ValueError(f"stride must be 1 or 2; got {stride!r}")
-        if stride == 2 and min(h, w) < 4:
-            raise ValueError(f"stride=2 needs images of at least 4×4 pixels; got {h}×{w}")
+        if stride not in (1, 2, 4) or isinstance(stride, bool):
+            raise ValueError(f"stride must be 1, 2 or 4; got {stride!r}")
+        if stride > 1 and min(h, w) < 4:
+            raise ValueError(f"stride={stride} needs images of at least 4×4 pixels; got {h}×{w}")
         self.num_classes = None if num_classes is None else _check_int(num_classes, "num_classes")
         self.input_shape = (c, h, w)
         self.stride = stride
         self.gain = nn.Parameter(torch.tensor(INITIAL_GAIN))
         if stride == 1:
             self.conv1 = nn.Conv2d(2 * c, hidden, 3, padding=1)
-        else:
+        elif stride == 2:
             self.conv1 = nn.Conv2d(2 * c, hidden, 4, stride=2, padding=1)
+        else:  # on the space-to-depth grid
+            self.conv1 = nn.Conv2d(2 * c * stride * stride, hidden, 3, padding=1)
         self.conv2 = nn.Conv2d(hidden, hidden, 3, padding=2, dilation=2)
-        self.context = nn.Conv2d(hidden, hidden, 3, padding=1)
+        self.context = nn.Conv2d(hidden, hidden, 3, padding=1) if stride < 4 else None
         label_dim = 1 if self.num_classes is None else self.num_classes
         self.label_projection = nn.Linear(label_dim, hidden)
         if stride == 1:
-            self.refine_head: nn.Module = nn.Conv2d(hidden, c, 3, padding=1)
+            self.refine_head = nn.Conv2d(hidden, c, 3, padding=1)
             self.log_scale_head: nn.Module | None = nn.Conv2d(hidden, c, 3, padding=1)
             nn.init.zeros_(self.refine_head.weight)
             nn.init.zeros_(self.refine_head.bias)
-        else:  # one sub-pixel head: 3×3 to 4 × 2C maps, shuffled up 2× (r: C, log-scale: C)
-            self.refine_head = nn.Conv2d(hidden, 8 * c, 3, padding=1)
+        else:  # one sub-pixel head: 2C·stride² maps, shuffled up (r: the first C, then s)
+            blocks = stride * stride
+            self.refine_head = nn.Conv2d(hidden, 2 * c * blocks, 3, padding=1)
             self.log_scale_head = None
-            with torch.no_grad():  # pixel_shuffle reads channel k·4 + (2i + j): r is [:4C]
-                self.refine_head.weight[: 4 * c].zero_()
-                self.refine_head.bias[: 4 * c].zero_()
+            with torch.no_grad():  # pixel_shuffle's output channel k reads [k·f², (k+1)·f²)
+                self.refine_head.weight[: c * blocks].zero_()
+                self.refine_head.bias[: c * blocks].zero_()
 
     def forward(self, x: Tensor, y: Tensor, g_unit: Tensor) -> tuple[Tensor, Tensor]:
         """Raw direction ``a ĝ + r`` (units of ``ε``) and raw log-scale, each ``x``'s shape."""
@@ -177,21 +189,23 @@ class ConvAmortisedGenerator(nn.Module):
                 f"this generator; got {tuple(x.shape)} and {tuple(g_unit.shape)}"
             )
         scale = math.sqrt(x[0].numel())
+        f = self.stride
         inputs = torch.cat([x, g_unit * scale], dim=1)
         height, width = x.shape[-2:]
-        if self.stride == 2 and (height % 2 or width % 2):  # even sizes; cropped at the end
-            inputs = F.pad(inputs, (0, width % 2, 0, height % 2))
+        if height % f or width % f:  # multiples of the stride; cropped at the end
+            inputs = F.pad(inputs, (0, -width % f, 0, -height % f))
+        if f == 4:
+            inputs = F.pixel_unshuffle(inputs, f)
         h = F.relu(self.conv1(inputs))
         label = self.label_projection(encode_labels(y, self.num_classes, x.dtype))
         h = F.relu(self.conv2(h) + label[:, :, None, None])
-        k = 4 // self.stride if min(h.shape[-2:]) >= 8 // self.stride else 1
-        ctx = F.relu(self.context(F.avg_pool2d(h, k, ceil_mode=True)))
-        h = (
-            h
-            + F.interpolate(ctx, scale_factor=k, mode="nearest")[..., : h.shape[-2], : h.shape[-1]]
-        )
+        if self.context is not None:
+            k = 4 // f if min(h.shape[-2:]) >= 8 // f else 1
+            ctx = F.relu(self.context(F.avg_pool2d(h, k, ceil_mode=True)))
+            up = F.interpolate(ctx, scale_factor=k, mode="nearest")
+            h = h + up[..., : h.shape[-2], : h.shape[-1]]
         if self.log_scale_head is None:
-            out = F.pixel_shuffle(self.refine_head(h), 2)[..., :height, :width]
+            out = F.pixel_shuffle(self.refine_head(h), f)[..., :height, :width]
             c = x.shape[1]
             r, s = out[:, :c], out[:, c:]
         else:

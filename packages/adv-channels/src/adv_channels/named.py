@@ -286,8 +286,8 @@ def amo_channel(
     trains on and ``update`` how the generator is trained (``"alternating"``, the paper's
     GAN step, or ``"joint"``, from the training step's own backward pass:
     :class:`~adv_channels.AmortisedChannel`); ``stride`` the resolution of the image
-    generator's refinement (``2``: half, :class:`~adv_channels.ConvAmortisedGenerator`;
-    ignored for tabular data).
+    generator's refinement (``1``, ``2`` or ``4``: full, half or a quarter,
+    :class:`~adv_channels.ConvAmortisedGenerator`; ignored for tabular data).
 
     Examples:
         >>> ch = amo_channel((1, 28, 28), eps=2.0, sigma_max=0.3, num_classes=10)

@@ -242,8 +242,8 @@ def recipe(
         adversary_update: ``AMO``, ``AMO50``: how the generator is trained,
             ``"alternating"`` (default: its own GAN step per batch) or ``"joint"`` (from
             the model step's backward pass; :class:`adv_channels.LearnedChannel`).
-        generator_stride: ``AMO``, ``AMO50`` on images: ``1`` (default) or ``2``, the
-            resolution of the generator's refinement
+        generator_stride: ``AMO``, ``AMO50`` on images: ``1`` (default), ``2`` or ``4``,
+            the resolution of the generator's refinement (full, half, a quarter)
             (:class:`adv_channels.ConvAmortisedGenerator`).
 
     Returns:
