@@ -80,7 +80,10 @@ RECIPES = (
 """Every recipe of the study; ``-RS``: one-step components with a random start; ``-J``: the
 amortised generator trained jointly from the model step's backward pass, its refinement on a
 quarter-resolution grid (``generator_stride=4``)."""
-POINT_ESTIMATES = tuple(k for k in RECIPES if CHANNEL_MODELS[k].point_estimate)
+CHOICES = (*RECIPES, *(k for k, v in CHANNEL_MODELS.items() if k not in RECIPES and not v.reactive))
+"""What ``--recipes`` accepts: the study's recipes, then the registry's other trained models
+(e.g. the half-resolution amortised variants AMO-J2 and AMO50-J2), in that order."""
+POINT_ESTIMATES = tuple(k for k in CHOICES if CHANNEL_MODELS[k].point_estimate)
 REFERENCE = "AT-PGD"
 """The bar's reference: multi-step adversarial training."""
 DEFAULT_ATTACKS = ("PGD",)
@@ -367,7 +370,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         threads_help="torch intra-op CPU threads (use 1 on a shared 2-core machine)",
         set_example="--set epochs=2 test_size=20 (the MNIST profile's settings)",
     )
-    p.add_argument("--recipes", nargs="+", choices=RECIPES, default=list(RECIPES))
+    p.add_argument(
+        "--recipes",
+        nargs="+",
+        choices=CHOICES,
+        default=list(RECIPES),
+        help="default: the study's recipes; the registry's other models may be added",
+    )
     p.add_argument(
         "--attacks", nargs="+", choices=sorted(ATTACK_FUNCTIONS), default=list(DEFAULT_ATTACKS)
     )
@@ -397,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         args, profile, guarded=guarded, defaults=mnist.ADDED_SETTINGS, config=config
     )
     run = session.run
-    names = [n for n in RECIPES if n in args.recipes]
+    names = [n for n in CHOICES if n in args.recipes]
     if "BL" not in names:
         names.insert(0, "BL")  # times are relative to BL
     print(

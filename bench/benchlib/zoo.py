@@ -100,12 +100,14 @@ CHANNEL_MODELS: dict[str, ModelDecl] = {
     "AMO50": _learned("AMO50"),
     "AMO-J": _learned("AMO", adversary_update="joint", generator_stride=4),
     "AMO50-J": _learned("AMO50", adversary_update="joint", generator_stride=4),
+    "AMO-J2": _learned("AMO", adversary_update="joint", generator_stride=2),
+    "AMO50-J2": _learned("AMO50", adversary_update="joint", generator_stride=2),
 }
 """The MNIST models of the channels study (``bench/channels.py``): the trained models of
 :data:`MNIST_MODELS`, the random-start one-step variants OS50-RS and MIX-RS, and the amortised
 adversary AMO/AMO50 and its one-pass variants AMO-J/AMO50-J (the generator trained jointly
-from the model step's backward pass, its refinement on a quarter-resolution grid;
-docs/theory.md)."""
+from the model step's backward pass, its refinement on a quarter-resolution grid; AMO-J2 and
+AMO50-J2 with the half-resolution refinement, outside the default study; docs/theory.md)."""
 
 
 def proactive(registry: dict[str, ModelDecl]) -> tuple[str, ...]:

@@ -112,3 +112,15 @@ def test_attacks_come_from_the_shared_registry_including_aa(tmp_path, restore_to
     clean = {r["seed"]: r for r in rows if r["attack"] == "Clean"}
     assert all(r["accuracy"] <= clean[r["seed"]]["accuracy"] + 1e-9 for r in aa)
     assert len(aa) == len(pgd) and "| AA acc (ε=2)" in (tmp_path / "aa" / "pareto.md").read_text()
+
+
+def test_recipes_beyond_the_default_study_can_be_chosen():
+    channels = _load_script("channels")
+    default = channels.parse_args([]).recipes
+    assert "AMO-J" in default and "AMO-J2" not in default  # half resolution: on request
+    assert channels.parse_args(["--recipes", "AMO-J2", "AMO50-J2"]).recipes == [
+        "AMO-J2",
+        "AMO50-J2",
+    ]
+    with pytest.raises(SystemExit):  # a reactive defence is not a training recipe
+        channels.parse_args(["--recipes", "onPure"])
