@@ -80,10 +80,22 @@ RECIPES = (
 """Every recipe of the study; ``-RS``: one-step components with a random start; ``-J``: the
 amortised generator trained jointly from the model step's backward pass, its refinement on a
 quarter-resolution grid (``generator_stride=4``)."""
-CHOICES = (*RECIPES, *(k for k, v in CHANNEL_MODELS.items() if k not in RECIPES and not v.reactive))
-"""What ``--recipes`` accepts: the study's recipes, then the registry's other trained models
-(e.g. the half-resolution amortised variants AMO-J2 and AMO50-J2), in that order."""
-POINT_ESTIMATES = tuple(k for k in CHOICES if CHANNEL_MODELS[k].point_estimate)
+
+
+def recipe_choices() -> tuple[str, ...]:
+    """What ``--recipes`` accepts: the study's recipes, then the registry's other trained
+    models (e.g. the half-resolution amortised variants AMO-J2 and AMO50-J2, or what
+    ``bench/amortised_ablation.py`` registers), in that order."""
+    others = (k for k, v in CHANNEL_MODELS.items() if k not in RECIPES and not v.reactive)
+    return (*RECIPES, *others)
+
+
+def point_estimate(name: str) -> bool:
+    """Whether the registry's model ``name`` is a point estimate (AT, AT-PGD)."""
+    decl = CHANNEL_MODELS.get(name)
+    return decl is not None and decl.point_estimate
+
+
 REFERENCE = "AT-PGD"
 """The bar's reference: multi-step adversarial training."""
 DEFAULT_ATTACKS = ("PGD",)
@@ -158,7 +170,7 @@ def evaluate(
         y = data["y_test"][s].to(device)
         predictive = PosteriorPredictive(
             model,
-            num_samples=1 if name in POINT_ESTIMATES else profile.eval_samples,
+            num_samples=1 if point_estimate(name) else profile.eval_samples,
             generator=stable_generator(device, "draws", name, seed, s),
         )
         g = stable_generator(device, "attack", name, seed, s, attack_name, eps)
@@ -243,7 +255,7 @@ def bar_check(
         return [], [f"{REFERENCE} was not run: no bar"]
     passing, lines = [], []
     for name, s in stats.items():
-        if name in POINT_ESTIMATES or name == "BL" or acc not in s or "time" not in s:
+        if point_estimate(name) or name == "BL" or acc not in s or "time" not in s:
             continue
         ok_acc = s[acc][0] >= ref[acc][0]
         ok_nll = s[nll][0] < ref[nll][0]
@@ -373,7 +385,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--recipes",
         nargs="+",
-        choices=CHOICES,
+        choices=recipe_choices(),
         default=list(RECIPES),
         help="default: the study's recipes; the registry's other models may be added",
     )
@@ -406,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         args, profile, guarded=guarded, defaults=mnist.ADDED_SETTINGS, config=config
     )
     run = session.run
-    names = [n for n in CHOICES if n in args.recipes]
+    names = [n for n in recipe_choices() if n in args.recipes]
     if "BL" not in names:
         names.insert(0, "BL")  # times are relative to BL
     print(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 pytest.importorskip("mlxtend")
 
@@ -124,3 +125,21 @@ def test_recipes_beyond_the_default_study_can_be_chosen():
     ]
     with pytest.raises(SystemExit):  # a reactive defence is not a training recipe
         channels.parse_args(["--recipes", "onPure"])
+
+
+def test_generator_ablation_runs_through_the_study(tmp_path, restore_torch_threads):
+    ablation = _load_script("amortised_ablation")
+    tiny = [*TINY[:6], "--monitor-size", "0", *TINY[TINY.index("--set") :]]
+    recipes = ["--recipes", "AMO-J2-nodil", "AMO-J-gain"]
+    assert ablation.main(["--out", str(tmp_path), *tiny, *recipes]) == 0
+    payload = json.loads((tmp_path / "ablation" / "results.json").read_text())
+    assert {r["model"] for r in payload["rows"]} == {"BL", "AMO-J2-nodil", "AMO-J-gain"}
+    x, y = torch.rand(3, 1, 28, 28), torch.tensor([0, 4, 9])
+    g = torch.randn(3, 1, 28, 28)
+    for net in (ablation.WithoutContext(), ablation.WithoutContext(dilated=False)):
+        d, s = net(x, y, g)
+        assert d.shape == s.shape == x.shape
+        torch.testing.assert_close(d, 2.0 * g)  # the refinement starts at zero
+    d, s = ablation.GainOnly()(x, y, g)
+    torch.testing.assert_close(d, 2.0 * g)
+    assert s.shape == x.shape
