@@ -17,9 +17,11 @@ Every option of ``bench/channels.py`` applies (``--attacks PGD AA``, ``--seeds``
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
@@ -104,17 +106,30 @@ VARIANTS = {
 DEFAULT_RECIPES = ("BL", "AT-PGD", "AMO-J", "AMO-J2", *VARIANTS)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Register the variants and run the channels study on them."""
+def _channels(argv: list[str] | None) -> tuple[ModuleType, list[str]]:
+    """The channels study with the variants registered, and ``argv`` with this script's
+    defaults (``--run ablation``, ``--recipes`` :data:`DEFAULT_RECIPES`)."""
     CHANNEL_MODELS.update(VARIANTS)
     import channels  # its --recipes choices are read from the registry when it parses
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--run" not in argv:
-        argv += ["--run", DEFAULT_RUN]
-    if "--recipes" not in argv:
-        argv += ["--recipes", *DEFAULT_RECIPES]
-    return channels.main(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--run" not in args:
+        args += ["--run", DEFAULT_RUN]
+    if "--recipes" not in args:
+        args += ["--recipes", *DEFAULT_RECIPES]
+    return channels, args
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line: ``bench/channels.py``'s, with this script's defaults."""
+    channels, args = _channels(argv)
+    return channels.parse_args(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Register the variants and run the channels study on them."""
+    channels, args = _channels(argv)
+    return channels.main(args)
 
 
 if __name__ == "__main__":
