@@ -23,7 +23,7 @@ for regression/tabular data.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from torch import nn
@@ -63,6 +63,23 @@ IMAGE_RANGE = (0.0, 1.0)
 
 def _half_clean(channel, sigma0: float, stratified: bool) -> MixtureChannel:
     return MixtureChannel([IdentityChannel(sigma0), channel], [0.5, 0.5], stratified=stratified)
+
+
+def _generator_for(
+    input_shape: Sequence[int],
+    image: Callable[[int, tuple[int, int]], nn.Module],
+    tabular: Callable[[int], nn.Module],
+) -> tuple[nn.Module, tuple[float, float] | None]:
+    """The generator for ``input_shape`` and the valid range ``"auto"`` stands for there.
+
+    ``image(C, (H, W))`` for ``(C, H, W)``, ``tabular(D)`` for ``(D,)``.
+    """
+    shape = tuple(input_shape)
+    if len(shape) == 3:
+        return image(shape[0], (shape[1], shape[2])), IMAGE_RANGE
+    if len(shape) == 1:
+        return tabular(shape[0]), None
+    raise ValueError(f"input_shape must be (C, H, W) (images) or (D,) (tabular data); got {shape}")
 
 
 def os_channel(
@@ -219,17 +236,11 @@ def nn_channel(
         >>> type(ch.network).__name__, ch.clamp
         ('ConvGenerator', (0.0, 1.0))
     """
-    shape = tuple(input_shape)
-    if len(shape) == 3:
-        network = ConvGenerator(shape[0], (shape[1], shape[2]), num_classes=num_classes)
-        auto = IMAGE_RANGE
-    elif len(shape) == 1:
-        network = DenseGenerator(shape[0], num_classes=num_classes)
-        auto = None
-    else:
-        raise ValueError(
-            f"input_shape must be (C, H, W) (images) or (D,) (tabular data); got {shape}"
-        )
+    network, auto = _generator_for(
+        input_shape,
+        lambda c, hw: ConvGenerator(c, hw, num_classes=num_classes),
+        lambda d: DenseGenerator(d, num_classes=num_classes),
+    )
     return LearnedChannel(
         network,
         eps=eps,
@@ -294,19 +305,11 @@ def amo_channel(
         >>> type(ch.network).__name__, ch.needs_target
         ('ConvAmortisedGenerator', True)
     """
-    shape = tuple(input_shape)
-    if len(shape) == 3:
-        network: nn.Module = ConvAmortisedGenerator(
-            shape[0], (shape[1], shape[2]), num_classes=num_classes, stride=stride
-        )
-        auto = IMAGE_RANGE
-    elif len(shape) == 1:
-        network = DenseAmortisedGenerator(shape[0], num_classes=num_classes)
-        auto = None
-    else:
-        raise ValueError(
-            f"input_shape must be (C, H, W) (images) or (D,) (tabular data); got {shape}"
-        )
+    network, auto = _generator_for(
+        input_shape,
+        lambda c, hw: ConvAmortisedGenerator(c, hw, num_classes=num_classes, stride=stride),
+        lambda d: DenseAmortisedGenerator(d, num_classes=num_classes),
+    )
     return AmortisedChannel(
         network,
         eps=eps,

@@ -416,6 +416,9 @@ class Trainer:
             ]
             opts = [self.optimizer, *channel_opts]
             self._dp.start(modules, opts)
+        # a joint generator's step reads the .grad of the model's backward pass only (each
+        # step clears them after; this drops any left by the caller before the first)
+        self.channel.zero_grad(set_to_none=True)
         cuda = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):  # the caller's global state is restored
             self._enter_global_rng()
@@ -521,7 +524,6 @@ class Trainer:
                     generator=self.generator,
                 )
                 self.optimizer.zero_grad(set_to_none=True)
-                self.channel.zero_grad(set_to_none=True)
                 loss = result.loss
                 if self._dp is not None:  # weight c_r = R B_r / B: the global-batch gradient
                     loss = self._dp.scale_loss(
